@@ -1,0 +1,171 @@
+"""The live fleet: each provider's model list, refreshed in the background.
+
+`GET /v1/models` is served from here, never from an upstream call per request. A provider that
+stops answering keeps its last-known models as `stale`, then `offline` after `offline_after_s`;
+it returns by itself when it answers again. Providers not online are retried more often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+import structlog
+
+from gateway import modelref
+from gateway.errors import GatewayError, from_upstream
+from gateway.registry import Provider, RegistryBox
+
+log = structlog.get_logger("gateway.catalog")
+
+Status = Literal["online", "stale", "offline"]
+RETRY_S = 10.0  # how soon a provider that is not online is asked again
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    id: str  # composite id
+    wire: str
+    created: int
+    context_window: int | None
+
+
+@dataclass(slots=True)
+class ProviderState:
+    provider: Provider
+    models: tuple[ModelEntry, ...] = ()
+    last_seen: float | None = None  # wall clock of the last good answer
+    last_error: str | None = None
+    failing_since: float | None = None
+
+    def status(self, now: float, offline_after_s: float) -> Status:
+        if self.last_error is None and self.last_seen is not None:
+            return "online"
+        if self.last_seen is None or self.failing_since is None:
+            return "offline"
+        return "stale" if now - self.failing_since < offline_after_s else "offline"
+
+
+def _context_window(entry: dict[str, Any]) -> int | None:
+    for value in (entry.get("context_length"), (entry.get("meta") or {}).get("n_ctx")):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def parse_model_list(provider_id: str, data: Any) -> tuple[ModelEntry, ...]:
+    """An OpenAI `{"data": [{"id": ...}]}` list -> entries keyed by composite id."""
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError("model list is not an OpenAI list object")
+    out: dict[str, ModelEntry] = {}
+    for item in data["data"]:
+        if not isinstance(item, dict):
+            continue
+        wire = item.get("id")
+        if not isinstance(wire, str) or not modelref.is_clean(wire):
+            continue
+        created = item.get("created")
+        cid = modelref.composite(provider_id, wire)
+        out.setdefault(
+            cid,
+            ModelEntry(
+                id=cid,
+                wire=wire,
+                created=created if isinstance(created, int) else 0,
+                context_window=_context_window(item),
+            ),
+        )
+    return tuple(out.values())
+
+
+class Catalog:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        registry: RegistryBox,
+        *,
+        refresh_s: float,
+        timeout_s: float,
+        offline_after_s: float,
+    ) -> None:
+        self._session = session
+        self._registry = registry
+        self._refresh_s = refresh_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.offline_after_s = offline_after_s
+        self._states: dict[str, ProviderState] = {}
+        self.ready = asyncio.Event()  # set after the first refresh
+
+    def states(self) -> list[ProviderState]:
+        """Provider states in registry order (providers no longer registered are dropped)."""
+        providers = self._registry.current.providers
+        out = []
+        for pid, provider in providers.items():
+            state = self._states.get(pid)
+            if state is None or state.provider != provider:
+                state = self._states[pid] = ProviderState(provider)
+            out.append(state)
+        return out
+
+    async def refresh(self) -> None:
+        await asyncio.gather(*(self._refresh_one(s) for s in self.states()))
+        self.ready.set()
+
+    async def _refresh_one(self, state: ProviderState) -> None:
+        provider = state.provider
+        headers = {}
+        if provider.api_key is not None:
+            headers["Authorization"] = f"Bearer {provider.api_key.get_secret_value()}"
+        try:
+            async with self._session.get(
+                provider.base_url + "/v1/models", headers=headers, timeout=self._timeout
+            ) as resp:
+                if resp.status != 200:
+                    raise GatewayError(502, "upstream_error", f"HTTP {resp.status} from /v1/models")
+                models = parse_model_list(provider.id, orjson.loads(await resp.read()))
+        except (aiohttp.ClientError, TimeoutError, GatewayError, ValueError) as exc:
+            if isinstance(exc, GatewayError):
+                message = exc.message
+            elif isinstance(exc, ValueError):
+                message = f"bad model list: {exc}"
+            else:
+                message = from_upstream(exc, provider.id).message
+            if state.last_error is None:
+                state.failing_since = time.time()
+                log.warning("provider_down", provider=provider.id, error=message)
+            state.last_error = message
+            return
+        if state.last_error is not None or state.last_seen is None:
+            log.info("provider_up", provider=provider.id, models=len(models))
+        state.models = models
+        state.last_seen = time.time()
+        state.last_error = None
+        state.failing_since = None
+
+    async def run(self) -> None:
+        """Refresh forever: every refresh_s, sooner while some provider is not online."""
+        while True:
+            await self.refresh()
+            all_up = all(s.last_error is None and s.last_seen is not None for s in self.states())
+            await asyncio.sleep(self._refresh_s if all_up else min(self._refresh_s, RETRY_S))
+
+    async def wait_ready(self) -> None:
+        """Wait (bounded by the per-provider timeout) for the start-up refresh."""
+        timeout = (self._timeout.total or 0) + 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), timeout)
+
+    def models(self) -> list[ModelEntry]:
+        """Every model the fleet knows, providers in registry order (stale ones included)."""
+        now = time.time()
+        return [
+            m
+            for s in self.states()
+            if s.status(now, self.offline_after_s) != "offline"
+            for m in s.models
+        ]

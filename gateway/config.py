@@ -1,0 +1,120 @@
+"""Process settings from the environment (flags override). Declared once: the table drives the
+CLI help, the README's env table (a test keeps them in step) and the defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """A setting could not be parsed; the message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    providers_path: Path = Field(
+        Path("config/llama-providers.json"),
+        description="Provider registry file (JSON).",
+        json_schema_extra={"env": "LLAMA_PROVIDERS_PATH"},
+    )
+    host: str = Field(
+        "127.0.0.1", description="Address to listen on.", json_schema_extra={"env": "GATEWAY_HOST"}
+    )
+    port: int = Field(
+        9502,
+        ge=0,
+        le=65535,
+        description="Port to listen on.",
+        json_schema_extra={"env": "GATEWAY_PORT"},
+    )
+    api_keys: tuple[str, ...] = Field(
+        (),
+        repr=False,
+        description="Comma list of keys clients must send (Bearer or x-api-key); empty = open.",
+        json_schema_extra={"env": "GATEWAY_API_KEYS"},
+    )
+    data_dir: Path = Field(
+        Path("data"),
+        description="Directory for the gateway's own files.",
+        json_schema_extra={"env": "GATEWAY_DATA_DIR"},
+    )
+    refresh_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds between model-catalog refreshes.",
+        json_schema_extra={"env": "GATEWAY_REFRESH_S"},
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", description="Log line format.", json_schema_extra={"env": "GATEWAY_LOG_FORMAT"}
+    )
+    connect_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Upstream connect timeout (502 past it).",
+        json_schema_extra={"env": "GATEWAY_CONNECT_TIMEOUT_S"},
+    )
+    read_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Longest silence from an upstream, before the first byte (a model swap) or "
+        "between chunks (504, or a final SSE error event, past it). Streams have no total limit.",
+        json_schema_extra={"env": "GATEWAY_READ_TIMEOUT_S"},
+    )
+    offline_after_s: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds a provider that stopped answering stays 'stale' before 'offline'.",
+        json_schema_extra={"env": "GATEWAY_OFFLINE_AFTER_S"},
+    )
+    models_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Per-provider timeout for model-list requests.",
+        json_schema_extra={"env": "GATEWAY_MODELS_TIMEOUT_S"},
+    )
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        gt=0,
+        description="Largest request body accepted (413 past it).",
+        json_schema_extra={"env": "GATEWAY_MAX_BODY_BYTES"},
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+
+def env_names() -> dict[str, str]:
+    """Setting name -> environment variable."""
+    out: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra
+        assert isinstance(extra, dict)
+        out[name] = str(extra["env"])
+    return out
+
+
+def load_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
+    """Settings from `env`, then non-None `overrides` (command-line flags) on top."""
+    raw: dict[str, Any] = {}
+    for name, var in env_names().items():
+        if env.get(var, "") != "":
+            raw[name] = env[var]
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        names = env_names()
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"{names.get(field, field)}: {err['msg']}")
+        raise ConfigError("; ".join(lines)) from None

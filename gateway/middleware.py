@@ -1,0 +1,95 @@
+"""Request-wide concerns: request id, the one log line, error rendering, gateway keys."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import GatewayError, error_response, from_http_exception
+from gateway.reqlog import REQUEST_LOG, RequestLog
+
+log = structlog.get_logger("gateway.request")
+
+API_KEYS = web.AppKey("api_keys", tuple[bytes, ...])
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_PROTECTED = ("/v1/", "/api/")
+
+
+def _request_id(incoming: str | None) -> str:
+    if incoming and _REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: gives the request its id and log record, renders errors, logs one line."""
+    record = RequestLog(
+        _request_id(request.headers.get("X-Request-Id")), request.method, request.path
+    )
+    request[REQUEST_LOG] = record
+    try:
+        try:
+            response = await handler(request)
+        except GatewayError as err:
+            record.error = err.code
+            response = error_response(err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            http_err = from_http_exception(exc)
+            record.error = http_err.code
+            response = error_response(http_err)
+        except asyncio.CancelledError:
+            record.disconnected = True  # aiohttp cancels the handler when the client goes away
+            raise
+        except Exception:
+            log.exception("unhandled_error", request_id=record.request_id, path=request.path)
+            record.error = "internal_error"
+            response = error_response(
+                GatewayError(500, "internal_error", f"internal error (request {record.request_id})")
+            )
+        record.status = response.status
+        return response
+    finally:
+        log.info("request", **record.fields())
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, streamed ones included, carries X-Request-Id."""
+    record = request.get(REQUEST_LOG)
+    if record is not None:
+        response.headers["X-Request-Id"] = record.request_id
+
+
+def _presented_key(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key")
+
+
+@web.middleware
+async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """When GATEWAY_API_KEYS is set, /v1/* and /api/* need one of them (constant-time compare)."""
+    keys = request.app[API_KEYS]
+    if keys and request.path.startswith(_PROTECTED):
+        presented = _presented_key(request)
+        if presented is None:
+            raise GatewayError(
+                401, "missing_api_key", "this gateway needs an API key (Authorization: Bearer ...)"
+            )
+        given = presented.encode()
+        matched = False
+        for key in keys:  # compare against every key, so timing says nothing about which matched
+            matched |= hmac.compare_digest(given, key)
+        if not matched:
+            raise GatewayError(401, "invalid_api_key", "the API key is not valid for this gateway")
+    return await handler(request)

@@ -1,0 +1,294 @@
+"""The provider registry: file schema, validation with field paths, legacy and DeepSeek fallbacks.
+
+The registry is the single source of provider identity (DESIGN §1). Loading is pure apart from
+reading the file; the result is immutable and swapped whole (see `RegistryBox`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import yarl
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+DEFAULT_DEEPSEEK_BASE_URL = "https://api.deepseek.com"
+DEFAULT_LEGACY_URL = "http://127.0.0.1:8080"
+
+
+class RegistryError(Exception):
+    """The registry file is unusable. `str()` names the file and each offending field path."""
+
+
+class ProviderKind(StrEnum):
+    LLAMA_SWAP = "llama-swap"  # also a plain llama-server or any OpenAI-compatible local server
+    DEEPSEEK = "deepseek"
+    OPENAI = "openai"  # a generic cloud endpoint
+
+    @property
+    def is_cloud(self) -> bool:
+        return self is not ProviderKind.LLAMA_SWAP
+
+
+def _check_base_url(value: str) -> str:
+    try:
+        url = yarl.URL(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("must be an absolute http:// or https:// URL with a host")
+    if url.query_string or url.fragment or url.user or url.password:
+        raise ValueError("must not carry a query, fragment or credentials (use apiKey/apiKeyEnv)")
+    if url.path.rstrip("/").endswith("/v1"):
+        raise ValueError("drop the trailing /v1: the gateway appends /v1/... itself")
+    return str(url).rstrip("/")
+
+
+Url = Annotated[str, AfterValidator(_check_base_url)]
+ProviderId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
+
+
+class ProviderSpec(BaseModel):
+    """One provider entry as written in the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: ProviderId
+    label: str | None = None
+    base_url: Url = Field(alias="baseUrl")
+    kind: ProviderKind = ProviderKind.LLAMA_SWAP
+    sidecar_url: Url | None = Field(None, alias="sidecarUrl")
+    api_key: SecretStr | None = Field(None, alias="apiKey")
+    api_key_env: str | None = Field(None, alias="apiKeyEnv", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ProviderSpec:
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("set apiKey or apiKeyEnv, not both")
+        return self
+
+
+class RegistryFile(BaseModel):
+    """The whole file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    default_provider: ProviderId | None = Field(None, alias="defaultProvider")
+    providers: list[ProviderSpec] = Field(min_length=1)
+
+    def problems(self) -> list[str]:
+        """Cross-entry checks, each naming its field path."""
+        out: list[str] = []
+        seen: dict[str, int] = {}
+        for i, spec in enumerate(self.providers):
+            if spec.id in seen:
+                out.append(
+                    f"providers[{i}].id: duplicate provider id {spec.id!r} "
+                    f"(first at providers[{seen[spec.id]}])"
+                )
+            seen.setdefault(spec.id, i)
+        if self.default_provider is not None and self.default_provider not in seen:
+            out.append(
+                f"defaultProvider: {self.default_provider!r} is not a listed provider "
+                f"(listed: {', '.join(seen)})"
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A provider as the gateway uses it: key resolved, URLs normalised."""
+
+    id: str
+    label: str
+    kind: ProviderKind
+    base_url: str
+    sidecar_url: str | None = None
+    api_key: SecretStr | None = field(default=None, repr=False)
+
+    @property
+    def inference_base(self) -> str:
+        """Where inference POSTs go: the provider's own sidecar when it has one."""
+        return self.sidecar_url or self.base_url
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    providers: Mapping[str, Provider]  # registry order
+    default_provider: str
+    source: str  # the file path, or "environment" for the legacy fallback
+    configured: bool = True  # False when nothing at all was configured
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def default(self) -> Provider:
+        return self.providers[self.default_provider]
+
+
+class RegistryBox:
+    """Holds the current registry; a reload swaps it whole, in-flight requests keep theirs."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, registry: Registry) -> None:
+        self.current = registry
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(file)"
+
+
+def _format_validation(source: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{_field_path(err['loc'])}: {msg}")
+    return f"{source}: " + "; ".join(lines)
+
+
+def parse_registry(data: Any, source: str, env: Mapping[str, str]) -> Registry:
+    """Validate decoded JSON `data` into a Registry (DeepSeek fallback applied)."""
+    try:
+        spec = RegistryFile.model_validate(data)
+    except ValidationError as exc:
+        raise RegistryError(_format_validation(source, exc)) from None
+    if problems := spec.problems():
+        raise RegistryError(f"{source}: " + "; ".join(problems))
+    specs = list(spec.providers)
+    default = spec.default_provider or specs[0].id
+    return _build(specs, default, source, env, configured=True)
+
+
+def load_registry(path: Path, env: Mapping[str, str]) -> Registry:
+    """Load the registry file at `path`, or synthesize the legacy provider when it is absent."""
+    if path.exists():
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise RegistryError(f"{path}: cannot read: {exc.strerror}") from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RegistryError(f"{path}: not valid JSON: {exc}") from None
+        return parse_registry(data, str(path), env)
+    return _legacy(env)
+
+
+def _legacy(env: Mapping[str, str]) -> Registry:
+    url = env.get("LLAMA_SWAP_URL", "").strip()
+    provider_id = env.get("LLAMA_PROVIDER_ID", "").strip() or "local"
+    data: dict[str, Any] = {
+        "id": provider_id,
+        "label": "Local llama-swap",
+        "baseUrl": url or DEFAULT_LEGACY_URL,
+        "kind": "llama-swap",
+    }
+    if sidecar := env.get("LLAMA_SIDECAR_URL", "").strip():
+        data["sidecarUrl"] = sidecar
+    try:
+        spec = ProviderSpec.model_validate(data)
+    except ValidationError as exc:
+        msg = _format_validation("environment", exc)
+        for field_name, var in (
+            ("baseUrl", "LLAMA_SWAP_URL"),
+            ("sidecarUrl", "LLAMA_SIDECAR_URL"),
+            ("id", "LLAMA_PROVIDER_ID"),
+        ):
+            msg = msg.replace(f"{field_name}:", f"{var}:")
+        raise RegistryError(msg) from None
+    registry = _build([spec], spec.id, "environment", env, configured=bool(url))
+    if url:
+        return registry
+    return Registry(
+        providers=registry.providers,
+        default_provider=registry.default_provider,
+        source=registry.source,
+        configured=False,
+        warnings=(
+            "no registry file and no LLAMA_SWAP_URL: assuming a llama-server/llama-swap at "
+            f"{DEFAULT_LEGACY_URL}; set LLAMA_SWAP_URL or write LLAMA_PROVIDERS_PATH "
+            "(see config/llama-providers.example.json)",
+            *registry.warnings,
+        ),
+    )
+
+
+def _build(
+    specs: list[ProviderSpec],
+    default: str,
+    source: str,
+    env: Mapping[str, str],
+    *,
+    configured: bool,
+) -> Registry:
+    warnings: list[str] = []
+    deepseek_key = env.get("DEEPSEEK_API_KEY", "").strip()
+    if deepseek_key and not any(s.kind is ProviderKind.DEEPSEEK for s in specs):
+        if any(s.id == "deepseek" for s in specs):
+            warnings.append(
+                "DEEPSEEK_API_KEY is set but id 'deepseek' is taken by a non-deepseek provider; "
+                "the DeepSeek provider was not added"
+            )
+        else:
+            base = env.get("DEEPSEEK_BASE_URL", "").strip() or DEFAULT_DEEPSEEK_BASE_URL
+            try:
+                specs.append(
+                    ProviderSpec.model_validate(
+                        {
+                            "id": "deepseek",
+                            "label": "DeepSeek",
+                            "baseUrl": base,
+                            "kind": "deepseek",
+                            "apiKeyEnv": "DEEPSEEK_API_KEY",
+                        }
+                    )
+                )
+            except ValidationError as exc:
+                raise RegistryError(
+                    _format_validation("DEEPSEEK_BASE_URL", exc).replace("baseUrl: ", "")
+                ) from None
+    providers: dict[str, Provider] = {}
+    for spec in specs:
+        key = spec.api_key
+        if spec.api_key_env is not None:
+            value = env.get(spec.api_key_env, "")
+            if value:
+                key = SecretStr(value)
+            else:
+                warnings.append(
+                    f"provider {spec.id!r}: ${spec.api_key_env} is not set; no key sent"
+                )
+        providers[spec.id] = Provider(
+            id=spec.id,
+            label=spec.label or spec.id,
+            kind=spec.kind,
+            base_url=spec.base_url,
+            sidecar_url=spec.sidecar_url,
+            api_key=key,
+        )
+    return Registry(
+        providers=providers,
+        default_provider=default,
+        source=source,
+        configured=configured,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,47 @@
+"""The one log line per request: fields filled in as the request goes, written once at the end."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass(slots=True)
+class RequestLog:
+    request_id: str
+    method: str
+    path: str
+    started: float = field(default_factory=time.perf_counter)
+    model: str | None = None  # as the client sent it (truncated)
+    provider: str | None = None
+    wire_model: str | None = None
+    status: int | None = None
+    ttfb_ms: float | None = None
+    bytes: int = 0
+    disconnected: bool = False
+    error: str | None = None  # error code when the gateway or upstream failed
+
+    def first_byte(self) -> None:
+        if self.ttfb_ms is None:
+            self.ttfb_ms = round((time.perf_counter() - self.started) * 1000, 2)
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "request_id": self.request_id,
+            "method": self.method,
+            "path": self.path,
+            "model": self.model,
+            "provider": self.provider,
+            "wire_model": self.wire_model,
+            "status": self.status,
+            "ttfb_ms": self.ttfb_ms,
+            "duration_ms": round((time.perf_counter() - self.started) * 1000, 2),
+            "bytes": self.bytes,
+            "disconnected": self.disconnected,
+            "error": self.error,
+        }
+
+
+REQUEST_LOG = web.RequestKey("request_log", RequestLog)

@@ -1,0 +1,89 @@
+"""The single routing authority: composite model id in, `Route` out. Pure: no I/O.
+
+Auth rules (DESIGN §3): a configured provider key wins; otherwise the client's Authorization
+header is forwarded to local (llama-swap) providers only, and never when the gateway itself
+checks keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway import modelref
+from gateway.errors import GatewayError
+from gateway.registry import Provider, Registry
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: Provider
+    wire_model: str
+    url: str  # the inference URL for the requested path
+    headers: dict[str, str]  # upstream auth headers (secret: never log)
+
+    @property
+    def composite_id(self) -> str:
+        return modelref.composite(self.provider.id, self.wire_model)
+
+
+def resolve(
+    registry: Registry,
+    model_id: str,
+    *,
+    path: str = "/v1/chat/completions",
+    client_authorization: str | None = None,
+    gateway_checks_keys: bool = False,
+) -> Route:
+    """Route `model_id` for a POST to `path`. Raises GatewayError (400) for a bad or unknown id."""
+    if not modelref.is_clean(model_id):
+        raise GatewayError(
+            400,
+            "invalid_model",
+            f"model must be 1-{modelref.MAX_MODEL_ID_LENGTH} printable characters",
+            param="model",
+        )
+    ref = modelref.split(model_id)
+    if ref.prefix is None:
+        provider, wire = registry.default, ref.rest
+    elif (found := registry.providers.get(ref.prefix)) is not None:
+        provider, wire = found, ref.rest
+    else:
+        known = ", ".join(registry.providers)
+        raise GatewayError(
+            400,
+            "model_not_found",
+            f"unknown provider {_quoted(ref.prefix)} in model {_quoted(model_id)}; "
+            f"known providers: {known}. Use provider/model, or a bare model id for the default "
+            f"provider ({registry.default_provider}); a model whose name contains '/' needs its "
+            f"provider prefix, e.g. {registry.default_provider}/<model>",
+            param="model",
+        )
+    if not wire:
+        raise GatewayError(
+            400,
+            "invalid_model",
+            f"model {_quoted(model_id)} names no model after the provider",
+            param="model",
+        )
+    return Route(
+        provider=provider,
+        wire_model=wire,
+        url=provider.inference_base + path,
+        headers=_auth_headers(provider, client_authorization, gateway_checks_keys),
+    )
+
+
+def _auth_headers(
+    provider: Provider, client_authorization: str | None, gateway_checks_keys: bool
+) -> dict[str, str]:
+    if provider.api_key is not None:
+        return {"Authorization": f"Bearer {provider.api_key.get_secret_value()}"}
+    if client_authorization and not gateway_checks_keys and not provider.kind.is_cloud:
+        return {"Authorization": client_authorization}
+    return {}
+
+
+def _quoted(text: str, limit: int = 80) -> str:
+    """Echo user input safely: bounded, repr-escaped."""
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    return repr(shown)

@@ -1,0 +1,1 @@
+"""HTTP handlers. The route table itself is data, in `gateway.app.ROUTES`."""

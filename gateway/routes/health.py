@@ -1,0 +1,34 @@
+"""GET /health: liveness plus a per-provider summary (no secrets, no URLs with credentials)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from gateway.routes.inference import REGISTRY
+from gateway.routes.models import CATALOG
+
+
+async def health(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    registry = request.app[REGISTRY].current
+    now = time.time()
+    providers = {
+        s.provider.id: {
+            "status": s.status(now, catalog.offline_after_s),
+            "models": len(s.models),
+            "lastSeen": s.last_seen,
+        }
+        for s in catalog.states()
+    }
+    body = {
+        "status": "ok",
+        "defaultProvider": registry.default_provider,
+        "registry": registry.source,
+        "configured": registry.configured,
+        "warnings": list(registry.warnings),
+        "providers": providers,
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -1,0 +1,72 @@
+"""The OpenAI Python SDK, through the gateway, against two real llama-server processes."""
+
+from __future__ import annotations
+
+import pytest
+from openai import OpenAI
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionMessageParam
+
+from gateway.launcher import Fleet
+from tests.e2e.conftest import ALIAS
+
+pytestmark = pytest.mark.e2e
+PREDICTED = "llamacpp:tokens_predicted_total"
+
+
+def _counts(fleet: Fleet) -> dict[str, float]:
+    return {s.name: s.metric(PREDICTED) for s in fleet.servers}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("target", ["machine-a", "machine-b"])
+def test_chat_lands_on_its_own_server(
+    real_fleet: Fleet, real_gateway: str, target: str, stream: bool
+) -> None:
+    client = OpenAI(base_url=real_gateway + "/v1", api_key="unused", max_retries=0)
+    before = _counts(real_fleet)
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
+    if stream:
+        chunks = list(
+            client.chat.completions.create(
+                model=f"{target}/{ALIAS}",
+                messages=messages,
+                max_tokens=8,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        usage: CompletionUsage | None = next(c.usage for c in chunks if c.usage is not None)
+    else:
+        reply = client.chat.completions.create(
+            model=f"{target}/{ALIAS}",
+            messages=messages,
+            max_tokens=8,
+        )
+        text = reply.choices[0].message.content or ""
+        usage = reply.usage
+        assert reply.model == ALIAS  # the server saw the bare wire id
+    assert text.strip()
+    assert usage is not None and usage.completion_tokens > 0
+    after = _counts(real_fleet)
+    other = next(s.name for s in real_fleet.servers if s.name != target)
+    assert after[target] - before[target] == usage.completion_tokens  # generated there...
+    assert after[other] == before[other]  # ...and nowhere else
+
+
+def test_models_lists_both_machines(real_gateway: str) -> None:
+    client = OpenAI(base_url=real_gateway + "/v1", api_key="unused", max_retries=0)
+    ids = {m.id: m.owned_by for m in client.models.list()}
+    assert ids == {f"machine-a/{ALIAS}": "machine-a", f"machine-b/{ALIAS}": "machine-b"}
+
+
+def test_raw_response_headers_name_the_machine(real_gateway: str) -> None:
+    client = OpenAI(base_url=real_gateway + "/v1", api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model=f"machine-b/{ALIAS}",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=2,
+    )
+    assert raw.headers["x-gateway-provider"] == "machine-b"
+    assert raw.headers["x-request-id"]
