@@ -14,13 +14,18 @@ from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.proxy import HTTP_CLIENT
 from gateway.registry import Registry, RegistryBox
-from gateway.routes import health, inference, models
+from gateway.routes import fleet, health, inference, models
+from gateway.routes import settings as settings_routes
+from gateway.settings_store import DB_NAME, SettingsStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ROUTES: list[tuple[str, str, Handler]] = [
     *(("POST", path, inference.handle) for path in inference.INFERENCE_PATHS),
     ("GET", "/v1/models", models.list_models),
+    ("GET", "/api/models", fleet.api_models),
+    ("GET", "/api/settings", settings_routes.get_settings),
+    ("PATCH", "/api/settings", settings_routes.patch_settings),
     ("GET", "/health", health.health),
 ]
 
@@ -40,6 +45,7 @@ def create_app(settings: Settings, registry: Registry) -> web.Application:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.on_response_prepare.append(middleware.add_request_id)
+    app.cleanup_ctx.append(_settings_store)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_catalog)
     return app
@@ -61,6 +67,13 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     ) as session:
         app[HTTP_CLIENT] = session
         yield
+
+
+async def _settings_store(app: web.Application) -> AsyncIterator[None]:
+    store = SettingsStore(app[SETTINGS].data_dir / DB_NAME)
+    app[settings_routes.SETTINGS_STORE] = store
+    yield
+    store.close()
 
 
 async def _catalog(app: web.Application) -> AsyncIterator[None]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
 import orjson
 import structlog
 
-from gateway import modelref
+from gateway import context, modelref
 from gateway.errors import GatewayError, from_upstream
 from gateway.registry import Provider, RegistryBox
 
@@ -92,13 +93,16 @@ class Catalog:
         refresh_s: float,
         timeout_s: float,
         offline_after_s: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
         self._registry = registry
         self._refresh_s = refresh_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.offline_after_s = offline_after_s
+        self._clock = clock
         self._states: dict[str, ProviderState] = {}
+        self._contexts: dict[str, int] = {}  # composite id -> context window
         self.ready = asyncio.Event()  # set after the first refresh
 
     def states(self) -> list[ProviderState]:
@@ -136,16 +140,38 @@ class Catalog:
             else:
                 message = from_upstream(exc, provider.id).message
             if state.last_error is None:
-                state.failing_since = time.time()
+                state.failing_since = self._clock()
                 log.warning("provider_down", provider=provider.id, error=message)
             state.last_error = message
             return
         if state.last_error is not None or state.last_seen is None:
             log.info("provider_up", provider=provider.id, models=len(models))
-        state.models = models
-        state.last_seen = time.time()
+        state.models = await self._with_contexts(provider, models, headers)
+        state.last_seen = self._clock()
         state.last_error = None
         state.failing_since = None
+
+    async def _with_contexts(
+        self, provider: Provider, models: tuple[ModelEntry, ...], headers: dict[str, str]
+    ) -> tuple[ModelEntry, ...]:
+        """Fill in context windows; a window once learned is kept (keyed by composite id)."""
+        for m in models:
+            if m.context_window is not None:
+                self._contexts[m.id] = m.context_window
+        missing = [m.wire for m in models if m.id not in self._contexts]
+        try:
+            found = await context.probe(
+                self._session, provider, [m.wire for m in models], missing, headers, self._timeout
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("context_probe_failed", provider=provider.id, error=type(exc).__name__)
+            found = {}
+        for wire, n_ctx in found.items():
+            self._contexts[modelref.composite(provider.id, wire)] = n_ctx
+        return tuple(
+            replace(m, context_window=self._contexts.get(m.id)) if m.context_window is None else m
+            for m in models
+        )
 
     async def run(self) -> None:
         """Refresh forever: every refresh_s, sooner while some provider is not online."""
@@ -160,12 +186,9 @@ class Catalog:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), timeout)
 
+    def status(self, state: ProviderState) -> Status:
+        return state.status(self._clock(), self.offline_after_s)
+
     def models(self) -> list[ModelEntry]:
         """Every model the fleet knows, providers in registry order (stale ones included)."""
-        now = time.time()
-        return [
-            m
-            for s in self.states()
-            if s.status(now, self.offline_after_s) != "offline"
-            for m in s.models
-        ]
+        return [m for s in self.states() if self.status(s) != "offline" for m in s.models]

@@ -21,6 +21,7 @@ class Seen:
     path: str
     headers: CIMultiDict[str]
     body: bytes
+    raw_path: str = ""  # as sent, percent-encoding kept
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -41,6 +42,10 @@ class FakeUpstream:
     status: int = 200  # status for inference replies; non-200 sends an OpenAI-style error
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     midstream_reset: bool = False  # drop the connection after the first chunk
+    # llama-swap: models loaded now (None: no /running at all, like a plain llama-server)
+    running: list[str] | None = None
+    props_n_ctx: dict[str, int] = field(default_factory=dict)  # wire id -> n_ctx in its /props
+    context_length: dict[str, int] = field(default_factory=dict)  # in the /v1/models entry
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -56,6 +61,9 @@ class FakeUpstream:
     async def start(self, port: int = 0) -> FakeUpstream:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/running", self._running)
+        app.router.add_get("/props", self._props)
+        app.router.add_get("/upstream/{model}/props", self._props)
         app.router.add_post("/{tail:.*}", self._inference)
         self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
@@ -72,7 +80,9 @@ class FakeUpstream:
             self._runner = None
 
     def _record(self, request: web.Request, body: bytes) -> None:
-        self.requests.append(Seen(request.method, request.path, CIMultiDict(request.headers), body))
+        self.requests.append(
+            Seen(request.method, request.path, CIMultiDict(request.headers), body, request.raw_path)
+        )
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         self._record(request, b"")
@@ -83,8 +93,30 @@ class FakeUpstream:
             entry: dict[str, Any] = {"id": m, "object": "model", "created": 1, "owned_by": "fake"}
             if self.n_ctx is not None:
                 entry["meta"] = {"n_ctx": self.n_ctx}
+            if m in self.context_length:
+                entry["context_length"] = self.context_length[m]
             data.append(entry)
         return web.json_response({"object": "list", "data": data})
+
+    async def _running(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, b"")
+        if self.running is None:
+            raise web.HTTPNotFound()
+        return web.json_response(
+            {"running": [{"model": m, "state": "ready"} for m in self.running]}
+        )
+
+    async def _props(self, request: web.Request) -> web.StreamResponse:
+        """llama-server /props; via llama-swap's /upstream/<model>/props for one model."""
+        self._record(request, b"")
+        wire = request.match_info.get("model") or next(iter(self.props_n_ctx), "")
+        if wire not in self.props_n_ctx:
+            raise web.HTTPNotFound()
+        return web.json_response({"default_generation_settings": {"n_ctx": self.props_n_ctx[wire]}})
+
+    def probed(self) -> list[str]:
+        """Paths of every context look-up that reached this server."""
+        return [r.raw_path for r in self.requests if r.path.startswith(("/upstream/", "/props"))]
 
     async def _inference(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

@@ -78,7 +78,7 @@ async def test_check_prints_the_fleet_and_exit_code(
 def test_serve_with_nothing_configured_starts_and_says_what_to_set(tmp_path: Path) -> None:
     env = {"LLAMA_PROVIDERS_PATH": str(tmp_path / "absent.json"), "LLAMA_SWAP_URL": ""}
     with running_gateway(["serve"], env, cwd=tmp_path) as gw:
-        with urllib.request.urlopen(gw.base + "/health") as resp:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(gw.base + "/health") as resp:
             health = json.loads(resp.read())
         assert health["configured"] is False
         assert health["defaultProvider"] == "local"

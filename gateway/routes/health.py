@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import orjson
 from aiohttp import web
 
@@ -14,10 +12,9 @@ from gateway.routes.models import CATALOG
 async def health(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     registry = request.app[REGISTRY].current
-    now = time.time()
     providers = {
         s.provider.id: {
-            "status": s.status(now, catalog.offline_after_s),
+            "status": catalog.status(s),
             "models": len(s.models),
             "lastSeen": s.last_seen,
         }

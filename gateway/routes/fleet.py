@@ -1,0 +1,57 @@
+"""GET /api/models: the fleet as it is now, grouped by provider; `?favorites=1` adds favorites.
+
+Local machines come first, then cloud providers (`group`), each group in registry order.
+Nothing secret is shown: no keys, and errors are the gateway's own messages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.catalog import ModelEntry, ProviderState
+from gateway.routes.inference import REGISTRY
+from gateway.routes.models import CATALOG
+from gateway.routes.settings import SETTINGS_STORE
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+def _model(m: ModelEntry, provider_id: str) -> dict[str, Any]:
+    return {"id": m.id, "provider": provider_id, "wire": m.wire, "contextWindow": m.context_window}
+
+
+def _provider(state: ProviderState, status: str) -> dict[str, Any]:
+    p = state.provider
+    return {
+        "id": p.id,
+        "label": p.label,
+        "kind": p.kind.value,
+        "group": "cloud" if p.kind.is_cloud else "local",
+        "status": status,
+        "lastSeen": _iso(state.last_seen),
+        "lastError": state.last_error,
+        "models": [_model(m, p.id) for m in state.models],
+    }
+
+
+async def api_models(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    await catalog.wait_ready()
+    states = [(s, catalog.status(s)) for s in catalog.states()]
+    states.sort(key=lambda pair: pair[0].provider.kind.is_cloud)  # stable: registry order kept
+    providers = [_provider(s, status) for s, status in states]
+    body: dict[str, Any] = {
+        "defaultProvider": request.app[REGISTRY].current.default_provider,
+        "providers": providers,
+    }
+    if request.query.get("favorites") in ("1", "true", "yes"):
+        wanted = (await request.app[SETTINGS_STORE].read()).get("favorite_models", [])
+        available = {m["id"]: m for p in providers if p["status"] != "offline" for m in p["models"]}
+        body = {"favorites": [available[f] for f in wanted if f in available], **body}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
