@@ -17,6 +17,7 @@ from gateway.registry import Registry, RegistryBox
 from gateway.routes import fleet, health, inference, models
 from gateway.routes import settings as settings_routes
 from gateway.settings_store import DB_NAME, SettingsStore
+from gateway.sync.run import AutoSync
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -85,6 +86,8 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         timeout_s=settings.models_timeout_s,
         offline_after_s=settings.offline_after_s,
     )
+    if settings.sync:
+        catalog.on_refresh.append(AutoSync(settings.sync, settings))
     app[models.CATALOG] = catalog
     task = asyncio.create_task(catalog.run(), name="catalog-refresh")
     app[CATALOG_TASK] = task

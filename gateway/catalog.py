@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -104,6 +104,7 @@ class Catalog:
         self._states: dict[str, ProviderState] = {}
         self._contexts: dict[str, int] = {}  # composite id -> context window
         self.ready = asyncio.Event()  # set after the first refresh
+        self.on_refresh: list[Callable[[Catalog], Awaitable[None]]] = []
 
     def states(self) -> list[ProviderState]:
         """Provider states in registry order (providers no longer registered are dropped)."""
@@ -119,6 +120,8 @@ class Catalog:
     async def refresh(self) -> None:
         await asyncio.gather(*(self._refresh_one(s) for s in self.states()))
         self.ready.set()
+        for hook in self.on_refresh:
+            await hook(self)
 
     async def _refresh_one(self, state: ProviderState) -> None:
         provider = state.provider

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check,sync}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--providers", type=Path, help="registry file (LLAMA_PROVIDERS_PATH)")
     serve = sub.add_parser(
@@ -76,6 +76,24 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, help="listen port (default: 9502 if free, else any free port)"
     )
     demo.add_argument("--log-format", choices=["json", "console"], help="GATEWAY_LOG_FORMAT")
+    sync = sub.add_parser(
+        "sync",
+        parents=[common],
+        help="write the fleet into opencode's or Pi's config",
+        description="Write provider boocode-local (one model per composite id, from the live "
+        "catalog) into the agent's config, keeping everything else in the file. Atomic, with a "
+        "backup (<file>.bak). Values you edited on boocode-local models survive a re-sync.",
+    )
+    sync.add_argument("agent", choices=["opencode", "pi"])
+    sync.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: ~/.config/opencode/opencode.json or ~/.pi/agent/models.json)",
+    )
+    sync.add_argument(
+        "--base-url", help="the gateway URL the agent should use (default: from GATEWAY_HOST/PORT)"
+    )
+    sync.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     sub.add_parser(
         "check",
         parents=[common],
@@ -116,9 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except LauncherError as exc:
             print(f"boocode-gateway demo: {exc}", file=sys.stderr)
             return 1
-    if command == "check":
+    if command in ("check", "sync"):
         gwlogging.configure("console", level=logging.ERROR)
+    if command == "check":
         return asyncio.run(check(settings, registry))
+    if command == "sync":
+        return asyncio.run(sync(settings, registry, args))
     return serve(settings, registry)
 
 
@@ -180,8 +201,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-async def check(settings: Settings, registry: Registry) -> int:
-    """Probe every provider once and print the fleet."""
+async def _probe(settings: Settings, registry: Registry) -> Catalog:
+    """The catalog after one refresh: every provider asked once, concurrently."""
     async with aiohttp.ClientSession() as session:
         catalog = Catalog(
             session,
@@ -191,6 +212,49 @@ async def check(settings: Settings, registry: Registry) -> int:
             offline_after_s=settings.offline_after_s,
         )
         await catalog.refresh()
+    return catalog
+
+
+async def sync(settings: Settings, registry: Registry, args: argparse.Namespace) -> int:
+    from gateway.sync.files import SyncError
+    from gateway.sync.run import TARGETS, fleet_of, normalize_base_url, public_base_url, sync_file
+
+    catalog = await _probe(settings, registry)
+    for state in catalog.states():
+        if state.last_error is not None:
+            print(
+                f"warning: {state.provider.id}: {state.last_error} (its existing entries are kept)",
+                file=sys.stderr,
+            )
+    base_url = normalize_base_url(args.base_url) if args.base_url else public_base_url(settings)
+    path = args.config or TARGETS[args.agent][0]
+    try:
+        result = sync_file(
+            args.agent,
+            path,
+            fleet_of(catalog),
+            base_url,
+            settings.api_keys[0] if settings.api_keys else None,
+            dry_run=args.dry_run,
+        )
+    except (SyncError, OSError) as exc:
+        print(f"boocode-gateway sync: {exc}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(result.diff or f"{result.path}: already in sync")
+    elif not result.changed:
+        print(f"{result.path}: already in sync ({result.models} models)")
+    else:
+        backup = f"; previous file kept as {result.backup}" if result.backup else ""
+        print(
+            f"wrote {result.path}: {result.models} models under boocode-local -> {base_url}{backup}"
+        )
+    return 0
+
+
+async def check(settings: Settings, registry: Registry) -> int:
+    """Probe every provider once and print the fleet."""
+    catalog = await _probe(settings, registry)
     print(f"registry: {registry.source}  default provider: {registry.default_provider}")
     for warning in registry.warnings:
         print(f"warning: {warning}")

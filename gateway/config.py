@@ -84,7 +84,13 @@ class Settings(BaseModel):
         json_schema_extra={"env": "GATEWAY_MAX_BODY_BYTES"},
     )
 
-    @field_validator("api_keys", mode="before")
+    sync: tuple[Literal["opencode", "pi"], ...] = Field(
+        (),
+        description="Agent configs to keep in sync with the fleet (comma list: opencode,pi).",
+        json_schema_extra={"env": "GATEWAY_SYNC"},
+    )
+
+    @field_validator("api_keys", "sync", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

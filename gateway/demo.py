@@ -59,7 +59,14 @@ def banner(base: str, fleet: Fleet) -> str:
         f'    print(client.chat.completions.create(model="{b}", '
         'messages=[{"role": "user", "content": "Say hi"}]).choices[0].message.content)',
         "",
-        f"  Models: curl -s {base}/v1/models      Health: curl -s {base}/health",
+        "  Coding agents (provider boocode-local, every machine's models):",
+        f"    boocode-gateway sync opencode --base-url {base}   # then: opencode run hi "
+        f"--model boocode-local/{a}",
+        f"    boocode-gateway sync pi --base-url {base}         # then: pi -p hi "
+        f"--provider boocode-local --model {b}",
+        "",
+        f"  Models: curl -s {base}/v1/models      Fleet: curl -s {base}/api/models      "
+        f"Health: curl -s {base}/health",
         f"  Bare id {ALIAS!r} goes to the default machine ({a.split('/')[0]}).",
         "  Ctrl-C stops the gateway and both llama-servers.",
         "",

@@ -1,0 +1,46 @@
+"""Merging generated entries into what the user has, keeping the user's hand-tuned values.
+
+A value counts as the user's override when it differs from what the previous sync wrote. The
+previous sync's output is remembered in a small state file beside the config
+(`.<name>.boocode-sync`), so a value the gateway generated is updated when the fleet changes,
+while one the user edited stays.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+Entry = dict[str, Any]
+
+
+def merge(existing: Entry, generated: Entry, previous: Entry) -> Entry:
+    out = dict(existing)
+    for key, value in generated.items():
+        mine, before = existing.get(key), previous.get(key)
+        if isinstance(value, dict) and isinstance(mine, dict):
+            out[key] = merge(mine, value, before if isinstance(before, dict) else {})
+        elif key not in existing or mine == before:
+            out[key] = value
+    for key, before in previous.items():  # generated last time, not any more, and untouched
+        if key not in generated and existing.get(key) == before:
+            out.pop(key, None)
+    return out
+
+
+def state_path(config: Path) -> Path:
+    return config.with_name(f".{config.name}.boocode-sync")
+
+
+def load_state(config: Path) -> dict[str, Entry]:
+    try:
+        data = json.loads(state_path(config).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_state(config: Path, generated: dict[str, Entry]) -> None:
+    path = state_path(config)
+    path.write_text(json.dumps(generated, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,66 @@
+"""What a sync writes: the fleet's models as the agents should see them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.catalog import ProviderState
+
+PROVIDER_KEY = "boocode-local"
+MAX_OUTPUT = 8192
+MIN_OUTPUT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SyncModel:
+    id: str  # composite id: the agent's model id under boocode-local
+    name: str
+    context: int | None
+    output: int | None
+
+    @property
+    def provider(self) -> str:
+        return self.id.split("/", 1)[0]
+
+
+def output_budget(context: int | None) -> int | None:
+    """A reply budget that leaves room for the prompt: a quarter of the window, within bounds."""
+    if context is None:
+        return None
+    return max(MIN_OUTPUT, min(MAX_OUTPUT, context // 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    models: tuple[SyncModel, ...]
+    answered: frozenset[str]  # providers whose model list is current
+    known: frozenset[str]  # every provider in the registry
+
+
+def fleet_from(states: Iterable[ProviderState], current: Iterable[str]) -> Fleet:
+    """`current`: ids of providers whose last refresh succeeded (their lists are authoritative)."""
+    models = []
+    states = list(states)
+    for state in states:
+        for m in state.models:
+            models.append(
+                SyncModel(
+                    id=m.id,
+                    name=f"{m.wire} ({state.provider.label})",
+                    context=m.context_window,
+                    output=output_budget(m.context_window),
+                )
+            )
+    return Fleet(
+        models=tuple(models),
+        answered=frozenset(current),
+        known=frozenset(s.provider.id for s in states),
+    )
+
+
+def keep_existing(entry_id: str, fleet: Fleet) -> bool:
+    """An existing boocode-local entry not in the fleet now is kept when its provider did not
+    answer this time (a sleeping machine is not a machine that left); dropped otherwise."""
+    provider = entry_id.split("/", 1)[0]
+    return provider in fleet.known and provider not in fleet.answered

@@ -1,0 +1,73 @@
+"""opencode: provider `boocode-local` in `~/.config/opencode/opencode.json`.
+
+opencode splits `--model boocode-local/sam-desktop/qwen3` on the first `/`, so the model keys are
+the gateway's composite ids. It sends `max_tokens` = `limit.output`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.sync.files import SyncError
+from gateway.sync.merge import Entry, merge
+from gateway.sync.model import PROVIDER_KEY, Fleet, keep_existing
+
+DEFAULT_PATH = Path("~/.config/opencode/opencode.json")
+SCHEMA = "https://opencode.ai/config.json"
+
+
+def generated_entry(model: Any) -> Entry:
+    entry: Entry = {"name": model.name}
+    if model.context is not None:
+        entry["limit"] = {"context": model.context, "output": model.output}
+    return entry
+
+
+def apply(
+    config: dict[str, Any],
+    fleet: Fleet,
+    base_url: str,
+    api_key: str | None,
+    previous: dict[str, Entry],
+) -> tuple[dict[str, Any], dict[str, Entry]]:
+    """The new config and the generated entries (to remember for the next sync)."""
+    out = dict(config)
+    out.setdefault("$schema", SCHEMA)
+    providers = out.get("provider", {})
+    if not isinstance(providers, dict):
+        raise SyncError("'provider' is not an object; left untouched")
+    providers = dict(providers)
+    mine = providers.get(PROVIDER_KEY, {})
+    if not isinstance(mine, dict):
+        raise SyncError(f"'provider.{PROVIDER_KEY}' is not an object; left untouched")
+    mine = dict(mine)
+    mine["npm"] = "@ai-sdk/openai-compatible"
+    mine.setdefault("name", "boocode-gateway")
+    options = mine.get("options", {})
+    if not isinstance(options, dict):
+        raise SyncError(f"'provider.{PROVIDER_KEY}.options' is not an object; left untouched")
+    options = {**options, "baseURL": base_url}
+    if api_key is not None:
+        options["apiKey"] = api_key
+    mine["options"] = options
+    old_models = mine.get("models", {})
+    if not isinstance(old_models, dict):
+        raise SyncError(f"'provider.{PROVIDER_KEY}.models' is not an object; left untouched")
+    models: dict[str, Any] = {}
+    generated: dict[str, Entry] = {}
+    for model in fleet.models:
+        gen = generated_entry(model)
+        generated[model.id] = gen
+        existing = old_models.get(model.id)
+        existing = existing if isinstance(existing, dict) else {}
+        models[model.id] = merge(existing, gen, previous.get(model.id, {}))
+    for model_id, entry in old_models.items():
+        if model_id not in models and keep_existing(model_id, fleet):
+            models[model_id] = entry
+            if model_id in previous:
+                generated[model_id] = previous[model_id]
+    mine["models"] = models
+    providers[PROVIDER_KEY] = mine
+    out["provider"] = providers
+    return out, generated

@@ -1,0 +1,70 @@
+"""Pi: provider `boocode-local` in `~/.pi/agent/models.json` (`api: openai-completions`).
+
+Run with `pi --provider boocode-local --model sam-desktop/qwen3`. Hand-tuned per-model values
+(`contextWindow`, `maxTokens`, `compat`, ...) survive a re-sync; the provider-level `compat` the
+user set is kept as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.sync.files import SyncError
+from gateway.sync.merge import Entry, merge
+from gateway.sync.model import PROVIDER_KEY, Fleet, SyncModel, keep_existing
+
+DEFAULT_PATH = Path("~/.pi/agent/models.json")
+PLACEHOLDER_KEY = "boocode-gateway"  # Pi wants a key; an open gateway ignores it
+
+
+def generated_entry(model: SyncModel) -> Entry:
+    entry: Entry = {"id": model.id, "name": model.name}
+    if model.context is not None:
+        entry["contextWindow"] = model.context
+        entry["maxTokens"] = model.output
+    return entry
+
+
+def apply(
+    config: dict[str, Any],
+    fleet: Fleet,
+    base_url: str,
+    api_key: str | None,
+    previous: dict[str, Entry],
+) -> tuple[dict[str, Any], dict[str, Entry]]:
+    out = dict(config)
+    providers = out.get("providers", {})
+    if not isinstance(providers, dict):
+        raise SyncError("'providers' is not an object; left untouched")
+    providers = dict(providers)
+    mine = providers.get(PROVIDER_KEY, {})
+    if not isinstance(mine, dict):
+        raise SyncError(f"'providers.{PROVIDER_KEY}' is not an object; left untouched")
+    mine = dict(mine)
+    mine["baseUrl"] = base_url
+    mine["api"] = "openai-completions"
+    if api_key is not None:
+        mine["apiKey"] = api_key
+    else:
+        mine.setdefault("apiKey", PLACEHOLDER_KEY)
+    old_list = mine.get("models", [])
+    if not isinstance(old_list, list):
+        raise SyncError(f"'providers.{PROVIDER_KEY}.models' is not a list; left untouched")
+    old = {m["id"]: m for m in old_list if isinstance(m, dict) and isinstance(m.get("id"), str)}
+    models: list[Entry] = []
+    generated: dict[str, Entry] = {}
+    for model in fleet.models:
+        gen = generated_entry(model)
+        generated[model.id] = gen
+        models.append(merge(old.get(model.id, {}), gen, previous.get(model.id, {})))
+    synced = {m.id for m in fleet.models}
+    for model_id, entry in old.items():
+        if model_id not in synced and keep_existing(model_id, fleet):
+            models.append(entry)
+            if model_id in previous:
+                generated[model_id] = previous[model_id]
+    mine["models"] = models
+    providers[PROVIDER_KEY] = mine
+    out["providers"] = providers
+    return out, generated

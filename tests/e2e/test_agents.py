@@ -1,0 +1,145 @@
+"""opencode and Pi, the real npm clients, on the whole fleet through synced configs.
+
+Two real llama-servers serve the same alias; each agent must reach the machine it was told to,
+in both directions, and print the model's reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.launcher import Fleet
+from tests.e2e.conftest import ALIAS, RealGateway, agent_bin
+
+pytestmark = pytest.mark.e2e
+PREDICTED = "llamacpp:tokens_predicted_total"
+REPLY_TOKENS = 24  # hand-tuned below: a short reply keeps a CPU-only run quick
+
+
+@pytest.fixture(scope="module")
+def agent_home(real_gateway_process: RealGateway, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway HOME: both configs synced from the gateway, hand-tuned, then re-synced."""
+    home = tmp_path_factory.mktemp("home")
+    (home / ".npmrc").write_text("registry=http://127.0.0.1:9/\n")  # keep npm look-ups local
+    env = {**os.environ, **real_gateway_process.env, "HOME": str(home)}
+
+    def sync(agent: str) -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "sync",
+                agent,
+                "--base-url",
+                real_gateway_process.base,
+            ],
+            env=env,
+            cwd=home,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    sync("opencode")
+    sync("pi")
+    opencode_path = home / ".config" / "opencode" / "opencode.json"
+    pi_path = home / ".pi" / "agent" / "models.json"
+    opencode = json.loads(opencode_path.read_text())
+    pi = json.loads(pi_path.read_text())
+    ids = [f"machine-a/{ALIAS}", f"machine-b/{ALIAS}"]
+    assert list(opencode["provider"]["boocode-local"]["models"]) == ids
+    assert [m["id"] for m in pi["providers"]["boocode-local"]["models"]] == ids
+    for text in (opencode_path.read_text(), pi_path.read_text()):
+        assert "llama-swap/" not in text
+        assert f'"{ALIAS}"' not in text  # no bare-id collapse
+    # hand-tune, as a user would: short replies; a window Pi won't compact after every turn
+    for entry in opencode["provider"]["boocode-local"]["models"].values():
+        entry["limit"]["output"] = REPLY_TOKENS
+    for entry in pi["providers"]["boocode-local"]["models"]:
+        entry.update(maxTokens=REPLY_TOKENS, contextWindow=32768)
+    opencode_path.write_text(json.dumps(opencode))
+    pi_path.write_text(json.dumps(pi))
+    sync("opencode")
+    sync("pi")
+    assert all(
+        e["limit"]["output"] == REPLY_TOKENS
+        for e in json.loads(opencode_path.read_text())["provider"]["boocode-local"][
+            "models"
+        ].values()
+    )
+    assert all(
+        (e["maxTokens"], e["contextWindow"]) == (REPLY_TOKENS, 32768)
+        for e in json.loads(pi_path.read_text())["providers"]["boocode-local"]["models"]
+    )
+    return home
+
+
+def _run_agent(agent: str, machine: str, home: Path) -> str:
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "OPENCODE_DISABLE_MODELS_FETCH": "1",
+        "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    }
+    if agent == "opencode":
+        cmd = [
+            str(agent_bin("opencode")),
+            "run",
+            "Say hello.",
+            "--model",
+            f"boocode-local/{machine}/{ALIAS}",
+            "--title",
+            "t",
+        ]
+    else:
+        cmd = [
+            str(agent_bin("pi")),
+            "-p",
+            "Say hello.",
+            "--provider",
+            "boocode-local",
+            "--model",
+            f"{machine}/{ALIAS}",
+            "--offline",
+            "--no-session",
+        ]
+    done = subprocess.run(
+        cmd,
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"{agent} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.parametrize(
+    ("agent", "machine"),
+    [
+        ("opencode", "machine-a"),
+        ("pi", "machine-b"),
+        ("opencode", "machine-b"),
+        ("pi", "machine-a"),
+    ],
+)
+def test_agent_reaches_the_machine_it_names(
+    real_fleet: Fleet, agent_home: Path, agent: str, machine: str
+) -> None:
+    servers = {s.name: s for s in real_fleet.servers}
+    other = next(n for n in servers if n != machine)
+    before = {n: s.metric(PREDICTED) for n, s in servers.items()}
+    printed = _run_agent(agent, machine, agent_home)
+    after = {n: s.metric(PREDICTED) for n, s in servers.items()}
+    assert printed.strip(), f"{agent} printed no reply"
+    assert after[machine] > before[machine]  # the model generated the reply there...
+    assert after[other] == before[other]  # ...and not on the other machine
