@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from gateway import middleware
 from gateway.catalog import Catalog
 from gateway.config import Settings
-from gateway.proxy import HTTP_CLIENT
+from gateway.lanes import Lanes
+from gateway.metrics import Metrics
+from gateway.proxy import HTTP_CLIENT, STREAMS, Streams, Timing
 from gateway.registry import Registry, RegistryBox
+from gateway.reload import Reloader
 from gateway.routes import fleet, health, inference, models
 from gateway.routes import settings as settings_routes
 from gateway.settings_store import DB_NAME, SettingsStore
 from gateway.sync.run import AutoSync
 
+log = structlog.get_logger("gateway.app")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    body = request.app[middleware.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
 
 ROUTES: list[tuple[str, str, Handler]] = [
     *(("POST", path, inference.handle) for path in inference.INFERENCE_PATHS),
@@ -28,37 +41,66 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/settings", settings_routes.get_settings),
     ("PATCH", "/api/settings", settings_routes.patch_settings),
     ("GET", "/health", health.health),
+    ("GET", "/metrics", metrics_page),
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
-CATALOG_TASK = web.AppKey("catalog_task", asyncio.Task[None])
+ENV = web.AppKey("env", Mapping[str, str])
+BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
 
 
-def create_app(settings: Settings, registry: Registry) -> web.Application:
+def create_app(
+    settings: Settings, registry: Registry, env: Mapping[str, str] | None = None
+) -> web.Application:
     app = web.Application(
         middlewares=[middleware.observe, middleware.require_key],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[ENV] = os.environ if env is None else env
     app[inference.REGISTRY] = RegistryBox(registry)
     app[middleware.API_KEYS] = tuple(k.encode() for k in settings.api_keys)
     app[inference.GATEWAY_CHECKS_KEYS] = bool(settings.api_keys)
+    app[inference.LANES] = Lanes()
+    app[inference.TIMING] = Timing(
+        settings.first_byte_timeout_s, settings.idle_timeout_s, settings.sse_keepalive_s
+    )
+    app[STREAMS] = Streams()
+    app[inference.BODY_TIMEOUT] = settings.body_timeout_s
+    app[middleware.METRICS] = Metrics()
+    app[BACKGROUND] = []
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.on_response_prepare.append(middleware.add_request_id)
+    app.on_shutdown.append(_drain)
     app.cleanup_ctx.append(_settings_store)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_catalog)
+    app.cleanup_ctx.append(_reloader)
     return app
+
+
+def _spawn(app: web.Application, coro: Awaitable[None], name: str) -> None:
+    """A named background task, referenced until cleanup cancels it."""
+    app[BACKGROUND].append(asyncio.ensure_future(coro))
+    app[BACKGROUND][-1].set_name(name)
+
+
+async def _cancel_background(app: web.Application) -> None:
+    for task in app[BACKGROUND]:
+        task.cancel()
+    for task in app[BACKGROUND]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    app[BACKGROUND].clear()
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
     """One pooled client session per app, keep-alive to every upstream."""
     settings = app[SETTINGS]
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
-    )
+    # Reads are bounded per request by the proxy: first byte, then idle between chunks.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s)
     async with aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
@@ -89,9 +131,37 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
     if settings.sync:
         catalog.on_refresh.append(AutoSync(settings.sync, settings))
     app[models.CATALOG] = catalog
-    task = asyncio.create_task(catalog.run(), name="catalog-refresh")
-    app[CATALOG_TASK] = task
+    app[middleware.METRICS].watch(app[inference.LANES], catalog)
+    _spawn(app, catalog.run(), "catalog-refresh")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await _cancel_background(app)
+
+
+async def _reloader(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    catalog = app[models.CATALOG]
+    reloader = Reloader(app[inference.REGISTRY], settings.providers_path, app[ENV], catalog.refresh)
+    app[health.RELOADER] = reloader
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+    if settings.reload_poll_s > 0:
+        _spawn(app, reloader.watch(settings.reload_poll_s), "registry-watch")
+    yield
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.remove_signal_handler(signal.SIGHUP)
+    await reloader.close()
+
+
+async def _drain(app: web.Application) -> None:
+    """on_shutdown (listening has stopped): let in-flight requests finish for the grace period,
+    then end the streams still open with a final error event."""
+    lanes = app[inference.LANES]
+    grace = app[SETTINGS].shutdown_grace_s
+    if lanes.in_flight:
+        log.info("draining", in_flight=lanes.in_flight, grace_s=grace)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(lanes.idle.wait(), grace)
+    if lanes.in_flight:
+        log.warning("shutdown_grace_over", in_flight=lanes.in_flight)
+        app[STREAMS].end_all()

@@ -186,6 +186,7 @@ def serve(settings: Settings, registry: Registry, ready: Callable[[], None] | No
         port=settings.port,
         access_log=None,
         handler_cancellation=True,  # a client that hangs up cancels its upstream request
+        shutdown_timeout=5.0,  # after the app's own drain (GATEWAY_SHUTDOWN_GRACE_S)
         print=(lambda _text: ready()) if ready else None,  # called once the sites listen
         loop=_new_loop(),
     )

@@ -58,12 +58,39 @@ class Settings(BaseModel):
         description="Upstream connect timeout (502 past it).",
         json_schema_extra={"env": "GATEWAY_CONNECT_TIMEOUT_S"},
     )
-    read_timeout_s: float = Field(
+    first_byte_timeout_s: float = Field(
         600.0,
         gt=0,
-        description="Longest silence from an upstream, before the first byte (a model swap) or "
-        "between chunks (504, or a final SSE error event, past it). Streams have no total limit.",
-        json_schema_extra={"env": "GATEWAY_READ_TIMEOUT_S"},
+        description="Longest wait for an upstream's first byte: a model swap, or a whole "
+        "non-streamed reply (504 past it). A provider's firstByteTimeoutS overrides it.",
+        json_schema_extra={"env": "GATEWAY_FIRST_BYTE_TIMEOUT_S"},
+    )
+    idle_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest silence between chunks once a reply streams (then a final SSE "
+        "error event). Streams have no total limit.",
+        json_schema_extra={"env": "GATEWAY_IDLE_TIMEOUT_S"},
+    )
+    sse_keepalive_s: float = Field(
+        15.0,
+        ge=0,
+        description="For stream:true requests, send ': keep-alive' SSE comments after this "
+        "many seconds of upstream silence (0 = off).",
+        json_schema_extra={"env": "GATEWAY_SSE_KEEPALIVE_S"},
+    )
+    shutdown_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight requests may finish before open streams "
+        "are ended with a final error event.",
+        json_schema_extra={"env": "GATEWAY_SHUTDOWN_GRACE_S"},
+    )
+    reload_poll_s: float = Field(
+        2.0,
+        ge=0,
+        description="How often to check the registry file for changes (0 = only on SIGHUP).",
+        json_schema_extra={"env": "GATEWAY_RELOAD_POLL_S"},
     )
     offline_after_s: float = Field(
         900.0,
@@ -76,6 +103,12 @@ class Settings(BaseModel):
         gt=0,
         description="Per-provider timeout for model-list requests.",
         json_schema_extra={"env": "GATEWAY_MODELS_TIMEOUT_S"},
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest time a client may take to send its request body (408 past it).",
+        json_schema_extra={"env": "GATEWAY_BODY_TIMEOUT_S"},
     )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,

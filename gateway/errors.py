@@ -17,6 +17,7 @@ _TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
@@ -25,12 +26,20 @@ _TYPES = {
 class GatewayError(Exception):
     """An error with its HTTP status and OpenAI `code`; rendered by `error_response`."""
 
-    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.param = param
+        self.headers = headers or {}
 
     @property
     def type(self) -> str:
@@ -55,7 +64,7 @@ class GatewayError(Exception):
 
 
 def error_response(err: GatewayError) -> web.Response:
-    headers = {}
+    headers = dict(err.headers)
     if err.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return web.Response(

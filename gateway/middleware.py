@@ -12,11 +12,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import GatewayError, error_response, from_http_exception
+from gateway.metrics import Metrics
 from gateway.reqlog import REQUEST_LOG, RequestLog
 
 log = structlog.get_logger("gateway.request")
 
 API_KEYS = web.AppKey("api_keys", tuple[bytes, ...])
+METRICS = web.AppKey("metrics", Metrics)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _PROTECTED = ("/v1/", "/api/")
 
@@ -58,7 +60,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         record.status = response.status
         return response
     finally:
-        log.info("request", **record.fields())
+        fields = record.fields()
+        log.info("request", **fields)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].observe(record, route, fields["duration_ms"] / 1000)  # type: ignore[operator]
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -73,6 +73,10 @@ class ProviderSpec(BaseModel):
     sidecar_url: Url | None = Field(None, alias="sidecarUrl")
     api_key: SecretStr | None = Field(None, alias="apiKey")
     api_key_env: str | None = Field(None, alias="apiKeyEnv", min_length=1)
+    max_concurrent: int | None = Field(None, alias="maxConcurrent", ge=1)
+    max_queue: int = Field(64, alias="maxQueue", ge=0)
+    queue_timeout_s: float = Field(300.0, alias="queueTimeoutS", gt=0)
+    first_byte_timeout_s: float | None = Field(None, alias="firstByteTimeoutS", gt=0)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderSpec:
@@ -118,6 +122,10 @@ class Provider:
     base_url: str
     sidecar_url: str | None = None
     api_key: SecretStr | None = field(default=None, repr=False)
+    max_concurrent: int | None = None  # None: no limit (in-flight still counted)
+    max_queue: int = 64
+    queue_timeout_s: float = 300.0
+    first_byte_timeout_s: float | None = None  # None: GATEWAY_FIRST_BYTE_TIMEOUT_S
 
     @property
     def inference_base(self) -> str:
@@ -284,6 +292,10 @@ def _build(
             base_url=spec.base_url,
             sidecar_url=spec.sidecar_url,
             api_key=key,
+            max_concurrent=spec.max_concurrent,
+            max_queue=spec.max_queue,
+            queue_timeout_s=spec.queue_timeout_s,
+            first_byte_timeout_s=spec.first_byte_timeout_s,
         )
     return Registry(
         providers=providers,

@@ -50,7 +50,9 @@ def gateway(aiohttp_client: Any, tmp_path: Path) -> GatewayFactory:
     ) -> TestClient[Any, Any]:
         settings.setdefault("models_timeout_s", 2.0)
         settings.setdefault("data_dir", tmp_path / "data")
-        app = create_app(Settings(**settings), parse_registry(registry, "test-registry", env or {}))
+        app = create_app(
+            Settings(**settings), parse_registry(registry, "test-registry", env or {}), env or {}
+        )
         client: TestClient[Any, Any] = await aiohttp_client(app)
         return client
 

@@ -7,6 +7,7 @@ every reply, so a test can prove which machine answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +47,16 @@ class FakeUpstream:
     running: list[str] | None = None
     props_n_ctx: dict[str, int] = field(default_factory=dict)  # wire id -> n_ctx in its /props
     context_length: dict[str, int] = field(default_factory=dict)  # in the /v1/models entry
+    stall_after: int | None = None  # go silent (forever) after this many chunks
+    json_size: int = 0  # pad non-streamed replies to about this many bytes
+    active: int = 0  # inference requests being handled right now
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while active == 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # an inference request came
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.idle.set()
 
     @property
     def url(self) -> str:
@@ -119,8 +126,19 @@ class FakeUpstream:
         return [r.raw_path for r in self.requests if r.path.startswith(("/upstream/", "/props"))]
 
     async def _inference(self, request: web.Request) -> web.StreamResponse:
+        self.active += 1
+        self.idle.clear()
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+            if not self.active:
+                self.idle.set()
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self._record(request, body)
+        self.arrived.set()
         if self.first_byte_delay:
             try:
                 await asyncio.sleep(self.first_byte_delay)
@@ -157,6 +175,7 @@ class FakeUpstream:
                         "finish_reason": "stop",
                     }
                 ],
+                "padding": "x" * self.json_size,
             }
         )
 
@@ -179,9 +198,53 @@ class FakeUpstream:
                     return response
                 if self.chunk_delay:
                     await asyncio.sleep(self.chunk_delay)
+                if self.stall_after is not None and i + 1 >= self.stall_after:
+                    await asyncio.Event().wait()  # silent until cancelled
             await response.write(b"data: [DONE]\n\n")
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
         await response.write_eof()
         return response
+
+
+class GarbageUpstream:
+    """A raw TCP server that answers one good SSE chunk, then bytes that are not HTTP chunking."""
+
+    def __init__(self) -> None:
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> GarbageUpstream:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        event = b'data: {"choices": [{"delta": {"content": "ok"}}]}\n\n'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(event):x}\r\n".encode() + event + b"\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the good event reaches the client first
+        writer.write(b"\x00\xffNOT A CHUNK SIZE\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            await asyncio.sleep(0.5)
+        writer.close()

@@ -274,7 +274,7 @@ async def test_unreachable_upstream_is_502_naming_provider_not_key(gateway: Gate
 
 async def test_upstream_timeout_is_504(upstream: UpstreamFactory, gateway: GatewayFactory) -> None:
     slow: FakeUpstream = await upstream("slow", first_byte_delay=5)
-    gw = await gateway(registry_for({"id": "slow", "baseUrl": slow.url}), read_timeout_s=0.3)
+    gw = await gateway(registry_for({"id": "slow", "baseUrl": slow.url}), first_byte_timeout_s=0.3)
     resp = await gw.post(CHAT, json={"model": "slow/m"})
     assert resp.status == 504
     assert (await resp.json())["error"]["code"] == "upstream_timeout"

@@ -13,7 +13,8 @@ import orjson
 from aiohttp import web
 
 from gateway.catalog import ModelEntry, ProviderState
-from gateway.routes.inference import REGISTRY
+from gateway.lanes import Lane
+from gateway.routes.inference import LANES, REGISTRY
 from gateway.routes.models import CATALOG
 from gateway.routes.settings import SETTINGS_STORE
 
@@ -26,7 +27,7 @@ def _model(m: ModelEntry, provider_id: str) -> dict[str, Any]:
     return {"id": m.id, "provider": provider_id, "wire": m.wire, "contextWindow": m.context_window}
 
 
-def _provider(state: ProviderState, status: str) -> dict[str, Any]:
+def _provider(state: ProviderState, status: str, lane: Lane | None) -> dict[str, Any]:
     p = state.provider
     return {
         "id": p.id,
@@ -36,6 +37,9 @@ def _provider(state: ProviderState, status: str) -> dict[str, Any]:
         "status": status,
         "lastSeen": _iso(state.last_seen),
         "lastError": state.last_error,
+        "inFlight": lane.in_flight if lane else 0,
+        "queued": lane.queued if lane else 0,
+        "maxConcurrent": p.max_concurrent,
         "models": [_model(m, p.id) for m in state.models],
     }
 
@@ -45,7 +49,8 @@ async def api_models(request: web.Request) -> web.Response:
     await catalog.wait_ready()
     states = [(s, catalog.status(s)) for s in catalog.states()]
     states.sort(key=lambda pair: pair[0].provider.kind.is_cloud)  # stable: registry order kept
-    providers = [_provider(s, status) for s, status in states]
+    lanes = request.app[LANES].snapshot()
+    providers = [_provider(s, status, lanes.get(s.provider.id)) for s, status in states]
     body: dict[str, Any] = {
         "defaultProvider": request.app[REGISTRY].current.default_provider,
         "providers": providers,

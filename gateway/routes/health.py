@@ -5,8 +5,11 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from gateway.reload import Reloader
 from gateway.routes.inference import REGISTRY
 from gateway.routes.models import CATALOG
+
+RELOADER = web.AppKey("reloader", Reloader)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -20,8 +23,10 @@ async def health(request: web.Request) -> web.Response:
         }
         for s in catalog.states()
     }
+    reloader = request.app.get(RELOADER)
     body = {
         "status": "ok",
+        "registryError": reloader.error if reloader is not None else None,
         "defaultProvider": registry.default_provider,
         "registry": registry.source,
         "configured": registry.configured,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
+
 import pytest
 from openai import OpenAI
 from openai.types import CompletionUsage
@@ -70,3 +74,38 @@ def test_raw_response_headers_name_the_machine(real_gateway: str) -> None:
     )
     assert raw.headers["x-gateway-provider"] == "machine-b"
     assert raw.headers["x-request-id"]
+
+
+def _slot_busy(url: str) -> bool:
+    with urllib.request.urlopen(url + "/slots", timeout=5) as resp:
+        return any(slot.get("is_processing") for slot in json.loads(resp.read()))
+
+
+def test_client_hang_up_frees_the_real_slot(real_fleet: Fleet, real_gateway: str) -> None:
+    server = real_fleet.servers[0]
+    before = server.metric(PREDICTED)
+    body = json.dumps(
+        {
+            "model": f"{server.name}/{ALIAS}",
+            "stream": True,
+            "max_tokens": 3000,
+            "ignore_eos": True,
+            "messages": [
+                {"role": "user", "content": "Write a very long story about a lighthouse."}
+            ],
+        }
+    ).encode()
+    req = urllib.request.Request(
+        real_gateway + "/v1/chat/completions",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert resp.readline().startswith(b"data: ")  # generation has started...
+        assert _slot_busy(server.url)
+    # ...and the client hung up: the slot must be free again right after
+    deadline = time.monotonic() + 10
+    while _slot_busy(server.url):
+        assert time.monotonic() < deadline, "llama-server kept generating for a gone client"
+        time.sleep(0.05)
+    assert server.metric(PREDICTED) - before < 1000  # far short of the 3000 asked for

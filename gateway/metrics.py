@@ -1,0 +1,98 @@
+"""Prometheus metrics (prometheus-client), one registry per app.
+
+Per request (recorded once, when the request's log line is written): requests by
+provider/route/status, time to first byte and duration histograms, upstream errors by kind.
+Read at scrape time (no hot-path cost): in-flight and queued per provider, provider up/down.
+No label ever carries a key or a client-chosen string: providers are registry ids, routes are the
+route table's paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.catalog import Catalog
+from gateway.lanes import Lanes
+from gateway.reqlog import RequestLog
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class _Live(Collector):
+    def __init__(self, lanes: Lanes, catalog: Catalog) -> None:
+        self.lanes = lanes
+        self.catalog = catalog
+
+    def collect(self) -> Iterator[Metric]:
+        in_flight = GaugeMetricFamily(
+            "gateway_in_flight", "Requests being served, per provider.", labels=["provider"]
+        )
+        queued = GaugeMetricFamily(
+            "gateway_queued", "Requests waiting in a provider's lane.", labels=["provider"]
+        )
+        for pid, lane in sorted(self.lanes.snapshot().items()):
+            in_flight.add_metric([pid], lane.in_flight)
+            queued.add_metric([pid], lane.queued)
+        up = GaugeMetricFamily(
+            "gateway_provider_up",
+            "1 when the provider's last model-list refresh succeeded.",
+            labels=["provider", "status"],
+        )
+        for state in self.catalog.states():
+            status = self.catalog.status(state)
+            up.add_metric([state.provider.id, status], 1.0 if status == "online" else 0.0)
+        yield from (in_flight, queued, up)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests by provider, route and status.",
+            ["provider", "route", "status"],
+            registry=self.registry,
+        )
+        self.ttfb = Histogram(
+            "gateway_time_to_first_byte_seconds",
+            "Time to the first byte sent to the client.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Whole request duration (streams included).",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Upstream failures by kind.",
+            ["provider", "kind"],
+            registry=self.registry,
+        )
+
+    def watch(self, lanes: Lanes, catalog: Catalog) -> None:
+        self.registry.register(_Live(lanes, catalog))
+
+    def observe(self, record: RequestLog, route: str, duration_s: float) -> None:
+        provider = record.provider or ""
+        self.requests.labels(provider, route, str(record.status)).inc()
+        if record.provider is None:
+            return
+        self.duration.labels(provider).observe(duration_s)
+        if record.ttfb_ms is not None:
+            self.ttfb.labels(provider).observe(record.ttfb_ms / 1000)
+        if record.error is not None and record.error.startswith(("upstream_", "gateway_shutdown")):
+            self.upstream_errors.labels(provider, record.error).inc()
+        elif record.disconnected:
+            self.upstream_errors.labels(provider, "client_disconnected").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
