@@ -20,7 +20,7 @@ from gateway.metrics import Metrics
 from gateway.proxy import HTTP_CLIENT, STREAMS, Streams, Timing
 from gateway.registry import Registry, RegistryBox
 from gateway.reload import Reloader
-from gateway.routes import fleet, health, inference, models
+from gateway.routes import fleet, health, inference, models, page
 from gateway.routes import settings as settings_routes
 from gateway.settings_store import DB_NAME, SettingsStore
 from gateway.sync.run import AutoSync
@@ -42,6 +42,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PATCH", "/api/settings", settings_routes.patch_settings),
     ("GET", "/health", health.health),
     ("GET", "/metrics", metrics_page),
+    ("GET", "/", page.index),
+    ("GET", "/static/{name}", page.static),
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -53,7 +55,7 @@ def create_app(
     settings: Settings, registry: Registry, env: Mapping[str, str] | None = None
 ) -> web.Application:
     app = web.Application(
-        middlewares=[middleware.observe, middleware.require_key],
+        middlewares=[middleware.observe],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

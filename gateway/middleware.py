@@ -31,13 +31,15 @@ def _request_id(incoming: str | None) -> str:
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: gives the request its id and log record, renders errors, logs one line."""
+    """The one middleware: gives the request its id and log record, checks gateway keys,
+    renders errors, logs one line and records its metrics."""
     record = RequestLog(
         _request_id(request.headers.get("X-Request-Id")), request.method, request.path
     )
     request[REQUEST_LOG] = record
     try:
         try:
+            require_key(request)
             response = await handler(request)
         except GatewayError as err:
             record.error = err.code
@@ -60,11 +62,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         record.status = response.status
         return response
     finally:
-        fields = record.fields()
-        log.info("request", **fields)
+        duration_s = record.finish()
+        log.info("request", **record.fields())
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].observe(record, route, fields["duration_ms"] / 1000)  # type: ignore[operator]
+        request.app[METRICS].observe(record, route, duration_s)
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -82,8 +84,7 @@ def _presented_key(request: web.Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-@web.middleware
-async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+def require_key(request: web.Request) -> None:
     """When GATEWAY_API_KEYS is set, /v1/* and /api/* need one of them (constant-time compare)."""
     keys = request.app[API_KEYS]
     if keys and request.path.startswith(_PROTECTED):
@@ -98,4 +99,3 @@ async def require_key(request: web.Request, handler: Handler) -> web.StreamRespo
             matched |= hmac.compare_digest(given, key)
         if not matched:
             raise GatewayError(401, "invalid_api_key", "the API key is not valid for this gateway")
-    return await handler(request)

@@ -22,10 +22,17 @@ class RequestLog:
     bytes: int = 0
     disconnected: bool = False
     error: str | None = None  # error code when the gateway or upstream failed
+    duration_ms: float | None = None
 
     def first_byte(self) -> None:
         if self.ttfb_ms is None:
             self.ttfb_ms = round((time.perf_counter() - self.started) * 1000, 2)
+
+    def finish(self) -> float:
+        """Stop the clock; returns the duration in seconds."""
+        seconds = time.perf_counter() - self.started
+        self.duration_ms = round(seconds * 1000, 2)
+        return seconds
 
     def fields(self) -> dict[str, object]:
         return {
@@ -37,7 +44,7 @@ class RequestLog:
             "wire_model": self.wire_model,
             "status": self.status,
             "ttfb_ms": self.ttfb_ms,
-            "duration_ms": round((time.perf_counter() - self.started) * 1000, 2),
+            "duration_ms": self.duration_ms,
             "bytes": self.bytes,
             "disconnected": self.disconnected,
             "error": self.error,

@@ -34,6 +34,8 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 
 async def read_body(request: web.Request) -> bytes:
     """The request body, within the size limit (413) and the time limit (408: slow clients)."""
+    if request.content.is_eof():  # already all here (the usual case): no timer needed
+        return await request.read()
     try:
         async with asyncio.timeout(request.app[BODY_TIMEOUT]):
             return await request.read()

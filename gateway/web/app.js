@@ -1,0 +1,248 @@
+// The fleet page: providers, the model picker (favorites first), and a streaming try-it box.
+// Vanilla JS, no build step, no CDN. Everything from the network is rendered with textContent.
+"use strict";
+
+const KEY_STORE = "boocode-gateway.key";
+const params = new URLSearchParams(location.search);
+const REFRESH_MS = Math.max(0.2, Number(params.get("refresh") || 10)) * 1000;
+const state = { key: localStorage.getItem(KEY_STORE) || "", fleet: null, favorites: [], selected: "", shown: "" };
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "text") node.textContent = value;
+    else if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function authHeaders(extra = {}) {
+  return state.key ? { ...extra, Authorization: `Bearer ${state.key}` } : extra;
+}
+
+async function errorMessage(resp) {
+  try {
+    const body = await resp.json();
+    if (body && body.error && body.error.message) return body.error.message;
+  } catch (_) { /* not JSON */ }
+  return `HTTP ${resp.status}`;
+}
+
+async function api(path, options = {}) {
+  const resp = await fetch(path, { ...options, headers: authHeaders(options.headers || {}) });
+  if (!resp.ok) throw new Error(await errorMessage(resp));
+  return resp.json();
+}
+
+function ago(iso) {
+  if (!iso) return "never";
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
+}
+
+function fmtCtx(n) {
+  return n ? `${n >= 1024 ? `${Math.round(n / 1024)}k` : n} ctx` : "";
+}
+
+// ---------------------------------------------------------------- fleet cards
+
+function renderFleet(providers) {
+  const list = $("fleet");
+  list.replaceChildren(...providers.map((p) => {
+    const lanes = p.maxConcurrent ? `${p.inFlight} running / ${p.maxConcurrent}, ${p.queued} queued` : `${p.inFlight} running`;
+    return el("li", { class: "card", "data-provider": p.id },
+      el("h3", {}, el("span", { text: p.label }), el("span", { class: `badge ${p.status}`, text: p.status })),
+      el("p", { class: "muted", text: `${p.id} · ${p.kind}${p.group === "cloud" ? " · cloud" : ""}` }),
+      el("p", { text: `${p.models.length} model${p.models.length === 1 ? "" : "s"} · ${lanes}` }),
+      el("p", { class: "muted", text: `last seen ${ago(p.lastSeen)}` }),
+      ...(p.lastError ? [el("p", { class: "error", text: p.lastError })] : []));
+  }));
+}
+
+// ---------------------------------------------------------------- model picker
+
+function modelRow(m, favorite) {
+  const current = m.id === state.selected;
+  return el("li", { class: "model" },
+    el("button", {
+      type: "button", class: "star", "aria-pressed": String(favorite), "data-star": m.id,
+      "aria-label": `${favorite ? "Remove" : "Add"} ${m.id} ${favorite ? "from" : "to"} favorites`,
+      title: favorite ? "Remove from favorites" : "Add to favorites",
+      text: favorite ? "★" : "☆", onclick: () => toggleFavorite(m.id),
+    }),
+    el("button", {
+      type: "button", class: "pick", "data-pick": m.id, "aria-current": String(current),
+      text: m.id, onclick: () => select(m.id),
+    }),
+    el("span", { class: "ctx", text: fmtCtx(m.contextWindow) }));
+}
+
+function renderPicker(data) {
+  const favs = new Set(state.favorites);
+  const groups = [];
+  groups.push(el("div", { class: "group", id: "favorites", "aria-label": "Favorites" },
+    el("h3", { text: "★ Favorites" }),
+    data.favorites.length
+      ? el("ul", {}, ...data.favorites.map((m) => modelRow(m, true)))
+      : el("p", { class: "muted", text: "No favorites available. Star a model below." })));
+  for (const p of data.providers) {
+    if (p.status === "offline" || !p.models.length) continue;
+    groups.push(el("div", { class: "group", "data-group": p.id, "aria-label": p.label },
+      el("h3", { text: `${p.label} (${p.id})${p.status === "stale" ? " · stale" : ""}` }),
+      el("ul", {}, ...p.models.map((m) => modelRow(m, favs.has(m.id))))));
+  }
+  const focused = document.activeElement;
+  const focusKey = focused && (focused.dataset.star ? ["star", focused.dataset.star] : focused.dataset.pick ? ["pick", focused.dataset.pick] : null);
+  const inFavorites = focused && focused.closest && focused.closest("#favorites") !== null;
+  $("picker").replaceChildren(...groups);
+  if (focusKey) {  // keep keyboard focus across refreshes
+    const scope = inFavorites ? $("favorites") : $("picker");
+    const again = scope.querySelector(`[data-${focusKey[0]}="${CSS.escape(focusKey[1])}"]`);
+    if (again) again.focus();
+  }
+  const select = $("model");
+  const ids = [...new Set([...data.favorites.map((m) => m.id),
+    ...data.providers.filter((p) => p.status !== "offline").flatMap((p) => p.models.map((m) => m.id))])];
+  select.replaceChildren(...ids.map((id) => el("option", { value: id, text: id })));
+  if (!ids.includes(state.selected)) state.selected = ids[0] || "";
+  select.value = state.selected;
+}
+
+function select(id) {
+  state.selected = id;
+  $("model").value = id;
+  for (const b of document.querySelectorAll("[data-pick]")) b.setAttribute("aria-current", String(b.dataset.pick === id));
+}
+
+async function toggleFavorite(id) {
+  try {
+    const current = (await api("/api/settings")).favorite_models || [];
+    const next = current.includes(id) ? current.filter((f) => f !== id) : [...current, id];
+    await api("/api/settings", {
+      method: "PATCH", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ favorite_models: next }),
+    });
+    await load(true);
+  } catch (err) {
+    showFleetError(err.message);
+  }
+}
+
+// ---------------------------------------------------------------- loading
+
+function showFleetError(message) {
+  const box = $("fleet-error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function load(force = false) {
+  try {
+    const [data, settings] = await Promise.all([api("/api/models?favorites=1"), api("/api/settings")]);
+    state.favorites = settings.favorite_models || [];
+    const shown = JSON.stringify([data, state.favorites]);
+    if (force || shown !== state.shown) {  // re-render only on change: no jumps, focus kept
+      state.shown = shown;
+      renderFleet(data.providers);
+      renderPicker(data);
+    }
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    showFleetError("");
+  } catch (err) {
+    showFleetError(err.message);
+  }
+}
+
+// ---------------------------------------------------------------- try a prompt
+
+async function send(event) {
+  event.preventDefault();
+  const model = $("model").value;
+  const reply = $("reply");
+  const error = $("try-error");
+  reply.textContent = "";
+  error.hidden = true;
+  for (const id of ["stat-machine", "stat-ttft", "stat-tps"]) $(id).textContent = "…";
+  $("send").disabled = true;
+  const started = performance.now();
+  let first = null;
+  let pieces = 0;
+  let usage = null;
+  const fail = (message) => { error.textContent = message; error.hidden = false; };
+  try {
+    const resp = await fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: authHeaders({ "Content-Type": "application/json" }),
+      body: JSON.stringify({
+        model, stream: true, stream_options: { include_usage: true },
+        messages: [{ role: "user", content: $("prompt").value }],
+      }),
+    });
+    $("stat-machine").textContent = resp.headers.get("X-Gateway-Provider") || "–";
+    if (!resp.ok) { fail(await errorMessage(resp)); return; }
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        for (const line of block.split("\n")) {
+          if (!line.startsWith("data:")) continue;  // ": keep-alive" comments and others
+          const data = line.slice(5).trim();
+          if (data === "[DONE]") continue;
+          let event;
+          try { event = JSON.parse(data); } catch (_) { continue; }
+          if (event.error) { fail(event.error.message || "the stream failed"); continue; }
+          if (event.usage) usage = event.usage;
+          const delta = event.choices && event.choices[0] && event.choices[0].delta;
+          if (delta && delta.content) {
+            if (first === null) {
+              first = performance.now();
+              $("stat-ttft").textContent = `${Math.round(first - started)} ms`;
+            }
+            pieces += 1;
+            reply.textContent += delta.content;
+          }
+        }
+      }
+    }
+    const tokens = usage && usage.completion_tokens ? usage.completion_tokens : pieces;
+    const secs = first === null ? 0 : (performance.now() - first) / 1000;
+    $("stat-tps").textContent = secs > 0 ? (tokens / secs).toFixed(1) : "–";
+    if (first === null) $("stat-ttft").textContent = "–";
+  } catch (err) {
+    fail(err.message);
+  } finally {
+    $("send").disabled = false;
+    load();  // the card's running count has changed
+  }
+}
+
+// ---------------------------------------------------------------- start
+
+function start() {
+  $("base-url").textContent = `${location.origin}/v1`;
+  $("api-key").value = state.key;
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.key = $("api-key").value.trim();
+    if (state.key) localStorage.setItem(KEY_STORE, state.key); else localStorage.removeItem(KEY_STORE);
+    load(true);
+  });
+  $("model").addEventListener("change", (e) => select(e.target.value));
+  $("try-form").addEventListener("submit", send);
+  $("refresh").addEventListener("click", () => load(true));
+  load(true);
+  setInterval(load, REFRESH_MS);
+}
+
+start();
