@@ -121,7 +121,6 @@ async def forward(
     session = request.app[HTTP_CLIENT]
     headers = upstream_headers(request.headers, route.headers, log.request_id)
     provider_id = route.provider.id
-    response: web.StreamResponse | None = None  # set once keep-alives committed us to SSE
     opening = _open(session, route, body, headers)
     keepalive = _Keepalive(request, timing.keepalive_s if stream else 0)
     try:
@@ -168,7 +167,7 @@ class _Keepalive:
         self.interval = interval
         self.response: web.StreamResponse | None = None
         self._beating: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        self._stop: asyncio.Event | None = None  # made only if the timer fires
         self._gone = False
 
     async def wait(
@@ -182,7 +181,7 @@ class _Keepalive:
             return await opening
         finally:
             timer.cancel()
-            if self._beating is not None:
+            if self._beating is not None and self._stop is not None:
                 # Let a write in progress finish (never cancel it half-way through the headers).
                 self._stop.set()
                 await self._beating
@@ -190,18 +189,21 @@ class _Keepalive:
                 raise ClientGone
 
     def _start(self) -> None:
+        self._stop = asyncio.Event()
         self._beating = asyncio.get_running_loop().create_task(self._beat(), name="sse-keepalive")
 
     async def _beat(self) -> None:
+        stop = self._stop
+        assert stop is not None
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 if self.response is None:
                     response = web.StreamResponse(status=200, headers=SSE_HEADERS)
                     await response.prepare(self.request)
                     self.response = response
                 await self.response.write(KEEPALIVE)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.interval)
+                    await asyncio.wait_for(stop.wait(), self.interval)
         except ConnectionError:
             self._gone = True
 

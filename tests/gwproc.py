@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -67,3 +68,20 @@ def running_gateway(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def run_cli(*args: str, env: Mapping[str, str], cwd: Path) -> tuple[int, str]:
+    """`python -m gateway <args>` to completion: (exit code, stdout+stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        *args,
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import urllib.request
 from pathlib import Path
 
 from tests.conftest import UpstreamFactory
-from tests.gwproc import running_gateway
-
-
-async def _run(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        *args,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
+from tests.gwproc import run_cli, running_gateway
 
 
 async def test_bad_registry_exits_2_naming_the_field(tmp_path: Path) -> None:
@@ -37,13 +18,13 @@ async def test_bad_registry_exits_2_naming_the_field(tmp_path: Path) -> None:
         )
     )
     for command in ("serve", "check"):
-        code, out = await _run(command, env={"LLAMA_PROVIDERS_PATH": str(path)}, cwd=tmp_path)
+        code, out = await run_cli(command, env={"LLAMA_PROVIDERS_PATH": str(path)}, cwd=tmp_path)
         assert code == 2
         assert f"{path}: providers[1].baseUrl: must be an absolute" in out
 
 
 async def test_bad_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:
-    code, out = await _run("serve", env={"GATEWAY_PORT": "http"}, cwd=tmp_path)
+    code, out = await run_cli("serve", env={"GATEWAY_PORT": "http"}, cwd=tmp_path)
     assert code == 2
     assert "GATEWAY_PORT:" in out
 
@@ -56,7 +37,7 @@ async def test_check_prints_the_fleet_and_exit_code(
     path.write_text(
         json.dumps({"providers": [{"id": "sam", "baseUrl": a.url, "apiKey": "sk-hide-me"}]})
     )
-    code, out = await _run("check", env={"LLAMA_PROVIDERS_PATH": str(path)}, cwd=tmp_path)
+    code, out = await run_cli("check", env={"LLAMA_PROVIDERS_PATH": str(path)}, cwd=tmp_path)
     assert code == 0, out
     assert "sam" in out and "up" in out and "qwen3, gemma" in out
     assert "sk-hide-me" not in out
@@ -70,7 +51,7 @@ async def test_check_prints_the_fleet_and_exit_code(
             }
         )
     )
-    code, out = await _run("check", env={"LLAMA_PROVIDERS_PATH": str(path)}, cwd=tmp_path)
+    code, out = await run_cli("check", env={"LLAMA_PROVIDERS_PATH": str(path)}, cwd=tmp_path)
     assert code == 1
     assert "DOWN: provider 'gone' is unreachable" in out
 
@@ -89,7 +70,7 @@ def test_serve_with_nothing_configured_starts_and_says_what_to_set(tmp_path: Pat
 async def test_help_lists_every_environment_variable(tmp_path: Path) -> None:
     from gateway.config import env_names
 
-    code, out = await _run("serve", "--help", env={}, cwd=tmp_path)
+    code, out = await run_cli("serve", "--help", env={}, cwd=tmp_path)
     assert code == 0
     for var in env_names().values():
         assert var in out

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import orjson
 import pytest
 
+from gateway.launcher import free_port
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.fakes import FakeUpstream
 
@@ -254,15 +254,8 @@ async def test_gateway_keys(upstream: UpstreamFactory, gateway: GatewayFactory) 
     assert len(a.inference()) == 2
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 async def test_unreachable_upstream_is_502_naming_provider_not_key(gateway: GatewayFactory) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     gw = await gateway(registry_for({"id": "dead", "baseUrl": url, "apiKey": "sk-hidden"}))
     resp = await gw.post(CHAT, json={"model": "dead/m", "stream": True})
     assert resp.status == 502

@@ -1,15 +1,7 @@
 from __future__ import annotations
 
-import socket
-
+from gateway.launcher import free_port
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 async def test_lists_composite_ids_from_every_provider(
@@ -34,7 +26,7 @@ async def test_dead_provider_does_not_fail_the_list(
     broken = await upstream("broken", down=True)
     gw = await gateway(
         registry_for(
-            {"id": "dead", "baseUrl": f"http://127.0.0.1:{_closed_port()}"},
+            {"id": "dead", "baseUrl": f"http://127.0.0.1:{free_port()}"},
             {"id": "broken", "baseUrl": broken.url},
             {"id": "a", "baseUrl": a.url},
         )

@@ -12,7 +12,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gateway.sync.files import SyncError
+
 Entry = dict[str, Any]
+
+
+def child(parent: dict[str, Any], key: str, path: str, kind: type = dict) -> Any:
+    """A copy of `parent[key]` (empty when absent), or SyncError when it has the wrong shape."""
+    value = parent.get(key, kind())
+    if not isinstance(value, kind):
+        noun = "an object" if kind is dict else "a list"
+        raise SyncError(f"'{path}' is not {noun}; left untouched")
+    return kind(value)
 
 
 def merge(existing: Entry, generated: Entry, previous: Entry) -> Entry:

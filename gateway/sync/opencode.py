@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.sync.files import SyncError
-from gateway.sync.merge import Entry, merge
+from gateway.sync.merge import Entry, child, merge
 from gateway.sync.model import PROVIDER_KEY, Fleet, keep_existing
 
 DEFAULT_PATH = Path("~/.config/opencode/opencode.json")
@@ -34,26 +33,16 @@ def apply(
     """The new config and the generated entries (to remember for the next sync)."""
     out = dict(config)
     out.setdefault("$schema", SCHEMA)
-    providers = out.get("provider", {})
-    if not isinstance(providers, dict):
-        raise SyncError("'provider' is not an object; left untouched")
-    providers = dict(providers)
-    mine = providers.get(PROVIDER_KEY, {})
-    if not isinstance(mine, dict):
-        raise SyncError(f"'provider.{PROVIDER_KEY}' is not an object; left untouched")
-    mine = dict(mine)
+    providers = child(out, "provider", "provider")
+    mine = child(providers, PROVIDER_KEY, f"provider.{PROVIDER_KEY}")
     mine["npm"] = "@ai-sdk/openai-compatible"
     mine.setdefault("name", "boocode-gateway")
-    options = mine.get("options", {})
-    if not isinstance(options, dict):
-        raise SyncError(f"'provider.{PROVIDER_KEY}.options' is not an object; left untouched")
-    options = {**options, "baseURL": base_url}
+    options = child(mine, "options", f"provider.{PROVIDER_KEY}.options")
+    options["baseURL"] = base_url
     if api_key is not None:
         options["apiKey"] = api_key
     mine["options"] = options
-    old_models = mine.get("models", {})
-    if not isinstance(old_models, dict):
-        raise SyncError(f"'provider.{PROVIDER_KEY}.models' is not an object; left untouched")
+    old_models = child(mine, "models", f"provider.{PROVIDER_KEY}.models")
     models: dict[str, Any] = {}
     generated: dict[str, Entry] = {}
     for model in fleet.models:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.sync.files import SyncError
-from gateway.sync.merge import Entry, merge
+from gateway.sync.merge import Entry, child, merge
 from gateway.sync.model import PROVIDER_KEY, Fleet, SyncModel, keep_existing
 
 DEFAULT_PATH = Path("~/.pi/agent/models.json")
@@ -34,23 +33,15 @@ def apply(
     previous: dict[str, Entry],
 ) -> tuple[dict[str, Any], dict[str, Entry]]:
     out = dict(config)
-    providers = out.get("providers", {})
-    if not isinstance(providers, dict):
-        raise SyncError("'providers' is not an object; left untouched")
-    providers = dict(providers)
-    mine = providers.get(PROVIDER_KEY, {})
-    if not isinstance(mine, dict):
-        raise SyncError(f"'providers.{PROVIDER_KEY}' is not an object; left untouched")
-    mine = dict(mine)
+    providers = child(out, "providers", "providers")
+    mine = child(providers, PROVIDER_KEY, f"providers.{PROVIDER_KEY}")
     mine["baseUrl"] = base_url
     mine["api"] = "openai-completions"
     if api_key is not None:
         mine["apiKey"] = api_key
     else:
         mine.setdefault("apiKey", PLACEHOLDER_KEY)
-    old_list = mine.get("models", [])
-    if not isinstance(old_list, list):
-        raise SyncError(f"'providers.{PROVIDER_KEY}.models' is not a list; left untouched")
+    old_list = child(mine, "models", f"providers.{PROVIDER_KEY}.models", list)
     old = {m["id"]: m for m in old_list if isinstance(m, dict) and isinstance(m.get("id"), str)}
     models: list[Entry] = []
     generated: dict[str, Entry] = {}

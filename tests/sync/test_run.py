@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import GatewayFactory, UpstreamFactory, catalog_of, registry_for
+from tests.gwproc import run_cli
 
 
 async def test_gateway_sync_follows_the_fleet(
@@ -43,29 +41,13 @@ async def test_gateway_sync_follows_the_fleet(
     assert len(json.loads(pi.read_text())["providers"]["boocode-local"]["models"]) == 2
 
 
-async def _cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        *args,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
-
-
 async def test_cli_sync_dry_run_then_write(upstream: UpstreamFactory, tmp_path: Path) -> None:
     a = await upstream("a", models=["qwen3"], n_ctx=4096)
     reg = tmp_path / "reg.json"
     reg.write_text(json.dumps(registry_for({"id": "box", "baseUrl": a.url})))
     config = tmp_path / "pi.json"
     env = {"LLAMA_PROVIDERS_PATH": str(reg), "GATEWAY_API_KEYS": "gw-secret"}
-    code, out = await _cli(
+    code, out = await run_cli(
         "sync",
         "pi",
         "--config",
@@ -80,7 +62,7 @@ async def test_cli_sync_dry_run_then_write(upstream: UpstreamFactory, tmp_path: 
     assert '+          "id": "box/qwen3",' in out
     assert '+      "baseUrl": "http://box.lan:9502/v1",' in out
     assert not config.exists()
-    code, out = await _cli("sync", "pi", "--config", str(config), env=env, cwd=tmp_path)
+    code, out = await run_cli("sync", "pi", "--config", str(config), env=env, cwd=tmp_path)
     assert code == 0, out
     assert f"wrote {config}: 1 models" in out
     mine = json.loads(config.read_text())["providers"]["boocode-local"]
@@ -96,7 +78,7 @@ async def test_cli_sync_refuses_a_bad_file(upstream: UpstreamFactory, tmp_path: 
     reg.write_text(json.dumps(registry_for({"id": "box", "baseUrl": a.url})))
     config = tmp_path / "opencode.json"
     config.write_text('{"theme": "x", // mine\n}')
-    code, out = await _cli(
+    code, out = await run_cli(
         "sync",
         "opencode",
         "--config",
