@@ -187,6 +187,7 @@ def serve(settings: Settings, registry: Registry, ready: Callable[[], None] | No
         access_log=None,
         handler_cancellation=True,  # a client that hangs up cancels its upstream request
         shutdown_timeout=5.0,  # after the app's own drain (GATEWAY_SHUTDOWN_GRACE_S)
+        keepalive_timeout=settings.keepalive_timeout_s,  # armed at connect: ends slow headers too
         print=(lambda _text: ready()) if ready else None,  # called once the sites listen
         loop=_new_loop(),
     )

@@ -110,6 +110,13 @@ class Settings(BaseModel):
         description="Longest time a client may take to send its request body (408 past it).",
         json_schema_extra={"env": "GATEWAY_BODY_TIMEOUT_S"},
     )
+    keepalive_timeout_s: float = Field(
+        75.0,
+        gt=0,
+        description="Idle client connections, and clients that never finish sending their "
+        "request headers, are closed after this many seconds.",
+        json_schema_extra={"env": "GATEWAY_KEEPALIVE_TIMEOUT_S"},
+    )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,
         gt=0,

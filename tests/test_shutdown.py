@@ -90,3 +90,20 @@ async def test_sigterm_past_grace_ends_open_streams_with_an_error_event(
         assert events[-1]["error"]["code"] == "gateway_shutdown"
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     await asyncio.wait_for(a.cancelled.wait(), 5)  # the upstream generation was stopped too
+
+
+async def test_slow_loris_headers_are_cut_off(
+    upstream: UpstreamFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await upstream("a")
+    monkeypatch.setenv("GATEWAY_KEEPALIVE_TIMEOUT_S", "1")
+    async with gateway_process(tmp_path, a.url, grace=1) as (base, _proc):
+        port = int(base.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        await writer.drain()  # ...and the headers never end
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the gateway hung up
+        writer.close()
+        async with aiohttp.ClientSession() as s, s.get(base + "/health") as r:
+            assert r.status == 200  # and everyone else is still served
+    assert a.inference() == []
