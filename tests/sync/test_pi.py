@@ -11,7 +11,23 @@ from gateway.sync.files import SyncError
 from gateway.sync.run import sync_file
 from tests.sync.test_opencode import BASE, fleet, read
 
-REFERENCE = Path(__file__).parents[3] / "shared" / "reference" / "configs"
+# shared/reference/configs/pi-models.compat-max_tokens.json: a models.json that worked with real Pi
+REFERENCE_COMPAT = {
+    "providers": {
+        "boocode-local": {
+            "baseUrl": "http://127.0.0.1:18080/v1",
+            "api": "openai-completions",
+            "apiKey": "dummy-key",
+            "compat": {
+                "supportsDeveloperRole": False,
+                "supportsReasoningEffort": False,
+                "supportsStore": False,
+                "maxTokensField": "max_tokens",
+            },
+            "models": [{"id": "sam-desktop/qwen3", "contextWindow": 32768, "maxTokens": 4096}],
+        }
+    }
+}
 
 
 def test_fresh_file(tmp_path: Path) -> None:
@@ -39,7 +55,7 @@ def test_fresh_file(tmp_path: Path) -> None:
 
 def test_overrides_compat_and_other_providers_survive(tmp_path: Path) -> None:
     path = tmp_path / "models.json"
-    data = json.loads((REFERENCE / "pi-models.compat-max_tokens.json").read_text())
+    data = json.loads(json.dumps(REFERENCE_COMPAT))  # a deep copy
     data["providers"]["ollama"] = {
         "baseUrl": "http://localhost:11434/v1",
         "api": "openai-completions",
