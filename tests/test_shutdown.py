@@ -107,3 +107,30 @@ async def test_slow_loris_headers_are_cut_off(
         async with aiohttp.ClientSession() as s, s.get(base + "/health") as r:
             assert r.status == 200  # and everyone else is still served
     assert a.inference() == []
+
+
+async def test_sighup_reloads_the_registry_of_a_real_process(
+    upstream: UpstreamFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await upstream("a"), await upstream("b")
+    monkeypatch.setenv("GATEWAY_RELOAD_POLL_S", "0")  # only the signal may trigger it
+    async with (
+        gateway_process(tmp_path, a.url, grace=1) as (base, proc),
+        aiohttp.ClientSession() as s,
+    ):
+        reg = tmp_path / "reg.json"
+        reg.write_text(
+            json.dumps(registry_for({"id": "a", "baseUrl": a.url}, {"id": "b", "baseUrl": b.url}))
+        )
+        async with s.post(base + "/v1/chat/completions", json={"model": "b/m"}) as r:
+            assert r.status == 400  # not yet: the file changed, nobody said so
+        proc.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            async with s.post(base + "/v1/chat/completions", json={"model": "b/m"}) as r:
+                if r.status == 200:
+                    assert (await r.json())["served_by"] == "b"
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("SIGHUP did not reload the registry")
+        assert proc.returncode is None  # and the process is still serving
