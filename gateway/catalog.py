@@ -44,8 +44,13 @@ class ProviderState:
     last_error: str | None = None
     failing_since: float | None = None
 
+    @property
+    def answered(self) -> bool:
+        """The last refresh got this provider's model list."""
+        return self.last_error is None and self.last_seen is not None
+
     def status(self, now: float, offline_after_s: float) -> Status:
-        if self.last_error is None and self.last_seen is not None:
+        if self.answered:
             return "online"
         if self.last_seen is None or self.failing_since is None:
             return "offline"
@@ -125,9 +130,7 @@ class Catalog:
 
     async def _refresh_one(self, state: ProviderState) -> None:
         provider = state.provider
-        headers = {}
-        if provider.api_key is not None:
-            headers["Authorization"] = f"Bearer {provider.api_key.get_secret_value()}"
+        headers = provider.key_headers()
         try:
             async with self._session.get(
                 provider.base_url + "/v1/models", headers=headers, timeout=self._timeout
@@ -179,12 +182,17 @@ class Catalog:
     async def run(self) -> None:
         """Refresh forever: every refresh_s, sooner while some provider is not online."""
         while True:
-            await self.refresh()
-            all_up = all(s.last_error is None and s.last_seen is not None for s in self.states())
+            try:
+                await self.refresh()
+            except Exception:  # a bug must not stop the fleet from ever refreshing again
+                log.exception("catalog_refresh_failed")
+            all_up = all(s.answered for s in self.states())
             await asyncio.sleep(self._refresh_s if all_up else min(self._refresh_s, RETRY_S))
 
     async def wait_ready(self) -> None:
         """Wait (bounded by the per-provider timeout) for the start-up refresh."""
+        if self.ready.is_set():
+            return
         timeout = (self._timeout.total or 0) + 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.ready.wait(), timeout)

@@ -264,7 +264,7 @@ async def check(settings: Settings, registry: Registry) -> int:
     down = 0
     for state in catalog.states():
         p = state.provider
-        ok = state.last_error is None
+        ok = state.answered
         down += not ok
         url = p.base_url + (f" (sidecar {p.sidecar_url})" if p.sidecar_url else "")
         shown = ", ".join(m.wire for m in state.models[:6]) + (

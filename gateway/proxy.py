@@ -274,6 +274,9 @@ async def _read(
 ) -> bytes:
     """The next chunk. Silence longer than `idle` raises TimeoutError; with keep-alive on, an SSE
     comment goes out for every `keepalive` seconds of silence before that."""
+    buffered = content.read_nowait()  # raises the upstream's error, if it failed
+    if buffered or content.at_eof():
+        return buffered  # the usual case under load: no timer needed
     loop = asyncio.get_running_loop()
     deadline = loop.time() + idle
     while True:

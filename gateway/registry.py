@@ -127,6 +127,12 @@ class Provider:
     queue_timeout_s: float = 300.0
     first_byte_timeout_s: float | None = None  # None: GATEWAY_FIRST_BYTE_TIMEOUT_S
 
+    def key_headers(self) -> dict[str, str]:
+        """The Authorization header for this provider's own key (secret: never log)."""
+        if self.api_key is None:
+            return {}
+        return {"Authorization": f"Bearer {self.api_key.get_secret_value()}"}
+
     @property
     def inference_base(self) -> str:
         """Where inference POSTs go: the provider's own sidecar when it has one."""

@@ -77,7 +77,7 @@ def _auth_headers(
     provider: Provider, client_authorization: str | None, gateway_checks_keys: bool
 ) -> dict[str, str]:
     if provider.api_key is not None:
-        return {"Authorization": f"Bearer {provider.api_key.get_secret_value()}"}
+        return provider.key_headers()
     if client_authorization and not gateway_checks_keys and not provider.kind.is_cloud:
         return {"Authorization": client_authorization}
     return {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -96,3 +97,28 @@ def test_parse_model_list_skips_junk(data: object, ids: list[str]) -> None:
 def test_parse_model_list_refuses_non_lists(data: object) -> None:
     with pytest.raises(ValueError, match="not an OpenAI list"):
         parse_model_list("p", data)
+
+
+async def test_a_failing_refresh_does_not_stop_the_refresh_loop(
+    upstream: UpstreamFactory, session: aiohttp.ClientSession
+) -> None:
+    box = await upstream("box")
+    reg = parse_registry(registry_for({"id": "box", "baseUrl": box.url}), "t", {})
+    catalog = Catalog(session, RegistryBox(reg), refresh_s=0.01, timeout_s=2, offline_after_s=60)
+    calls = 0
+    again = asyncio.Event()
+
+    async def flaky_hook(_: Catalog) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in a refresh hook")
+        again.set()
+
+    catalog.on_refresh.append(flaky_hook)
+    task = asyncio.ensure_future(catalog.run())
+    try:
+        await asyncio.wait_for(again.wait(), 5)  # the loop went on after the failure
+    finally:
+        task.cancel()
+    assert calls >= 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from gateway import modelref
 from gateway.catalog import Catalog
 
 CATALOG = web.AppKey("catalog", Catalog)
@@ -14,7 +15,12 @@ async def list_models(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     await catalog.wait_ready()
     data = [
-        {"id": m.id, "object": "model", "created": m.created, "owned_by": m.id.split("/", 1)[0]}
+        {
+            "id": m.id,
+            "object": "model",
+            "created": m.created,
+            "owned_by": modelref.split(m.id).prefix,
+        }
         for m in catalog.models()
     ]
     return web.Response(

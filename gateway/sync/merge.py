@@ -9,10 +9,12 @@ while one the user edited stays.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.sync.files import SyncError
+from gateway.sync.model import Fleet, SyncModel, keep_existing
 
 Entry = dict[str, Any]
 
@@ -38,6 +40,31 @@ def merge(existing: Entry, generated: Entry, previous: Entry) -> Entry:
         if key not in generated and existing.get(key) == before:
             out.pop(key, None)
     return out
+
+
+def merge_models(
+    old: dict[str, Entry],
+    fleet: Fleet,
+    previous: dict[str, Entry],
+    generate: Callable[[SyncModel], Entry],
+) -> tuple[dict[str, Entry], dict[str, Entry]]:
+    """Both agents' rule for the model list, by id, in fleet order: each fleet model's generated
+    entry merged over what the user has; entries no longer in the fleet dropped, except those of a
+    provider that did not answer this time. Returns (entries, generated-to-remember)."""
+    models: dict[str, Entry] = {}
+    generated: dict[str, Entry] = {}
+    for model in fleet.models:
+        gen = generated[model.id] = generate(model)
+        existing = old.get(model.id)
+        models[model.id] = merge(
+            existing if isinstance(existing, dict) else {}, gen, previous.get(model.id, {})
+        )
+    for model_id, entry in old.items():
+        if model_id not in models and keep_existing(model_id, fleet):
+            models[model_id] = entry
+            if model_id in previous:
+                generated[model_id] = previous[model_id]
+    return models, generated
 
 
 def state_path(config: Path) -> Path:

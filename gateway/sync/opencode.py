@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.sync.merge import Entry, child, merge
-from gateway.sync.model import PROVIDER_KEY, Fleet, keep_existing
+from gateway.sync.merge import Entry, child, merge_models
+from gateway.sync.model import PROVIDER_KEY, Fleet, SyncModel
 
 DEFAULT_PATH = Path("~/.config/opencode/opencode.json")
 SCHEMA = "https://opencode.ai/config.json"
 
 
-def generated_entry(model: Any) -> Entry:
+def generated_entry(model: SyncModel) -> Entry:
     entry: Entry = {"name": model.name}
     if model.context is not None:
         entry["limit"] = {"context": model.context, "output": model.output}
@@ -43,20 +43,7 @@ def apply(
         options["apiKey"] = api_key
     mine["options"] = options
     old_models = child(mine, "models", f"provider.{PROVIDER_KEY}.models")
-    models: dict[str, Any] = {}
-    generated: dict[str, Entry] = {}
-    for model in fleet.models:
-        gen = generated_entry(model)
-        generated[model.id] = gen
-        existing = old_models.get(model.id)
-        existing = existing if isinstance(existing, dict) else {}
-        models[model.id] = merge(existing, gen, previous.get(model.id, {}))
-    for model_id, entry in old_models.items():
-        if model_id not in models and keep_existing(model_id, fleet):
-            models[model_id] = entry
-            if model_id in previous:
-                generated[model_id] = previous[model_id]
-    mine["models"] = models
+    mine["models"], generated = merge_models(old_models, fleet, previous, generated_entry)
     providers[PROVIDER_KEY] = mine
     out["provider"] = providers
     return out, generated

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.sync.merge import Entry, child, merge
-from gateway.sync.model import PROVIDER_KEY, Fleet, SyncModel, keep_existing
+from gateway.sync.merge import Entry, child, merge_models
+from gateway.sync.model import PROVIDER_KEY, Fleet, SyncModel
 
 DEFAULT_PATH = Path("~/.pi/agent/models.json")
 PLACEHOLDER_KEY = "boocode-gateway"  # Pi wants a key; an open gateway ignores it
@@ -43,19 +43,8 @@ def apply(
         mine.setdefault("apiKey", PLACEHOLDER_KEY)
     old_list = child(mine, "models", f"providers.{PROVIDER_KEY}.models", list)
     old = {m["id"]: m for m in old_list if isinstance(m, dict) and isinstance(m.get("id"), str)}
-    models: list[Entry] = []
-    generated: dict[str, Entry] = {}
-    for model in fleet.models:
-        gen = generated_entry(model)
-        generated[model.id] = gen
-        models.append(merge(old.get(model.id, {}), gen, previous.get(model.id, {})))
-    synced = {m.id for m in fleet.models}
-    for model_id, entry in old.items():
-        if model_id not in synced and keep_existing(model_id, fleet):
-            models.append(entry)
-            if model_id in previous:
-                generated[model_id] = previous[model_id]
-    mine["models"] = models
+    models, generated = merge_models(old, fleet, previous, generated_entry)
+    mine["models"] = list(models.values())
     providers[PROVIDER_KEY] = mine
     out["providers"] = providers
     return out, generated

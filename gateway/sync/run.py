@@ -53,7 +53,7 @@ def normalize_base_url(url: str) -> str:
 
 def fleet_of(catalog: Catalog) -> Fleet:
     states = catalog.states()
-    answered = [s.provider.id for s in states if s.last_error is None and s.last_seen is not None]
+    answered = [s.provider.id for s in states if s.answered]
     return fleet_from(states, answered)
 
 
