@@ -76,7 +76,8 @@ def sync_file(
         raise SyncError(f"{path}: {exc}") from None
     text = render(new)
     changed = text != old_text
-    result = SyncResult(path, changed, diff(path, old_text, text), len(fleet.models))
+    shown = diff(path, old_text, text) if dry_run else ""  # only --dry-run prints it
+    result = SyncResult(path, changed, shown, len(fleet.models))
     if dry_run or not changed:
         return result
     backup = write_atomic(path, text, old_text)
