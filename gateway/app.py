@@ -17,13 +17,14 @@ from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.lanes import Lanes
 from gateway.metrics import Metrics
-from gateway.proxy import HTTP_CLIENT, STREAMS, Streams, Timing
 from gateway.registry import Registry, RegistryBox
+from gateway.relay import Streams, Timing
 from gateway.reload import Reloader
 from gateway.routes import fleet, health, inference, models, page
 from gateway.routes import settings as settings_routes
 from gateway.settings_store import DB_NAME, SettingsStore
 from gateway.sync.run import AutoSync
+from gateway.upstream import Pool
 
 log = structlog.get_logger("gateway.app")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,8 +35,9 @@ async def metrics_page(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
+# The control plane. Inference (POST /v1/chat/completions, ...) is served by the front
+# (gateway/server.py) before a request reaches aiohttp.
 ROUTES: list[tuple[str, str, Handler]] = [
-    *(("POST", path, inference.handle) for path in inference.INFERENCE_PATHS),
     ("GET", "/v1/models", models.list_models),
     ("GET", "/api/models", fleet.api_models),
     ("GET", "/api/settings", settings_routes.get_settings),
@@ -49,6 +51,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
 SETTINGS = web.AppKey("settings", Settings)
 ENV = web.AppKey("env", Mapping[str, str])
 BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)  # the catalog's client
+POOL = web.AppKey("pool", Pool)  # the inference relay's upstream connections
+STREAMS = web.AppKey("streams", Streams)
 
 
 def create_app(
@@ -68,7 +73,7 @@ def create_app(
         settings.first_byte_timeout_s, settings.idle_timeout_s, settings.sse_keepalive_s
     )
     app[STREAMS] = Streams()
-    app[inference.BODY_TIMEOUT] = settings.body_timeout_s
+    app[POOL] = Pool(settings.connect_timeout_s)
     app[middleware.METRICS] = Metrics()
     app[BACKGROUND] = []
     for method, path, handler in ROUTES:
@@ -98,7 +103,7 @@ async def _cancel_background(app: web.Application) -> None:
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
-    """One pooled client session per app, keep-alive to every upstream."""
+    """The catalog's client session (model lists, props): keep-alive to every upstream."""
     settings = app[SETTINGS]
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
     # Reads are bounded per request by the proxy: first byte, then idle between chunks.

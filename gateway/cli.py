@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -180,18 +181,29 @@ def serve(settings: Settings, registry: Registry, ready: Callable[[], None] | No
         file=sys.stderr,
         flush=True,
     )
-    web.run_app(
-        create_app(settings, registry),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        handler_cancellation=True,  # a client that hangs up cancels its upstream request
-        shutdown_timeout=5.0,  # after the app's own drain (GATEWAY_SHUTDOWN_GRACE_S)
-        keepalive_timeout=settings.keepalive_timeout_s,  # armed at connect: ends slow headers too
-        print=(lambda _text: ready()) if ready else None,  # called once the sites listen
-        loop=_new_loop(),
-    )
+    loop = _new_loop()
+    try:
+        loop.run_until_complete(_run(create_app(settings, registry), settings, ready))
+    finally:
+        loop.close()
     return 0
+
+
+async def _run(app: web.Application, settings: Settings, ready: Callable[[], None] | None) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully."""
+    from gateway import server
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    running = await server.start(app, settings.host, settings.port)
+    try:
+        if ready is not None:
+            ready()
+        await stop.wait()
+    finally:
+        await running.stop()
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -20,10 +20,10 @@ log = structlog.get_logger("gateway.request")
 API_KEYS = web.AppKey("api_keys", tuple[bytes, ...])
 METRICS = web.AppKey("metrics", Metrics)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_PROTECTED = ("/v1/", "/api/")
+PROTECTED = ("/v1/", "/api/")
 
 
-def _request_id(incoming: str | None) -> str:
+def request_id(incoming: str | None) -> str:
     if incoming and _REQUEST_ID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
@@ -34,7 +34,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one middleware: gives the request its id and log record, checks gateway keys,
     renders errors, logs one line and records its metrics."""
     record = RequestLog(
-        _request_id(request.headers.get("X-Request-Id")), request.method, request.path
+        request_id(request.headers.get("X-Request-Id")), request.method, request.path
     )
     request[REQUEST_LOG] = record
     try:
@@ -76,26 +76,23 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
         response.headers["X-Request-Id"] = record.request_id
 
 
-def _presented_key(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.headers.get("x-api-key")
-
-
 def require_key(request: web.Request) -> None:
-    """When GATEWAY_API_KEYS is set, /v1/* and /api/* need one of them (constant-time compare)."""
     keys = request.app[API_KEYS]
-    if keys and request.path.startswith(_PROTECTED):
-        presented = _presented_key(request)
-        if presented is None:
-            raise GatewayError(
-                401, "missing_api_key", "this gateway needs an API key (Authorization: Bearer ...)"
-            )
-        given = presented.encode()
-        matched = False
-        for key in keys:  # compare against every key, so timing says nothing about which matched
-            matched |= hmac.compare_digest(given, key)
-        if not matched:
-            raise GatewayError(401, "invalid_api_key", "the API key is not valid for this gateway")
+    if keys and request.path.startswith(PROTECTED):
+        check_key(keys, request.headers.get("Authorization"), request.headers.get("x-api-key"))
+
+
+def check_key(keys: tuple[bytes, ...], authorization: str | None, x_api_key: str | None) -> None:
+    """When GATEWAY_API_KEYS is set, /v1/* and /api/* need one of them (constant-time compare)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    presented = token.strip() if scheme.lower() == "bearer" and token.strip() else x_api_key
+    if presented is None:
+        raise GatewayError(
+            401, "missing_api_key", "this gateway needs an API key (Authorization: Bearer ...)"
+        )
+    given = presented.encode()
+    matched = False
+    for key in keys:  # compare against every key, so timing says nothing about which matched
+        matched |= hmac.compare_digest(given, key)
+    if not matched:
+        raise GatewayError(401, "invalid_api_key", "the API key is not valid for this gateway")

@@ -4,10 +4,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from yarl import URL
 
+from gateway import server
 from gateway.app import create_app
 from gateway.catalog import Catalog
 from gateway.config import Settings
@@ -16,7 +18,39 @@ from gateway.routes.models import CATALOG
 from tests.fakes import FakeUpstream
 
 UpstreamFactory = Callable[..., Awaitable[FakeUpstream]]
-GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+class Gateway:
+    """A running gateway (the front and its control plane, as `serve` runs them) on a free port,
+    with a client session: `gw.post("/v1/...")` works like aiohttp's test client."""
+
+    def __init__(self, running: server.Running) -> None:
+        self.running = running
+        self.app = running.app
+        self.port = running.port
+        self.session = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{running.port}")
+
+    def make_url(self, path: str) -> URL:
+        return URL(f"http://127.0.0.1:{self.port}").join(URL(path))
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.session.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.session.post(path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.session.patch(path, **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.session.request(method, path, **kwargs)
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.running.stop()
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
@@ -42,25 +76,28 @@ def registry_for(*providers: Mapping[str, Any], default: str | None = None) -> d
 
 
 @pytest.fixture
-def gateway(aiohttp_client: Any, tmp_path: Path) -> GatewayFactory:
-    """A running gateway (real aiohttp server on port 0) for a registry dict."""
+async def gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
+    """Start gateways for registry dicts; all are stopped after the test."""
+    started: list[Gateway] = []
 
     async def make(
         registry: dict[str, Any], env: Mapping[str, str] | None = None, **settings: Any
-    ) -> TestClient[Any, Any]:
+    ) -> Gateway:
         settings.setdefault("models_timeout_s", 2.0)
         settings.setdefault("data_dir", tmp_path / "data")
         app = create_app(
             Settings(**settings), parse_registry(registry, "test-registry", env or {}), env or {}
         )
-        client: TestClient[Any, Any] = await aiohttp_client(app)
-        return client
+        gw = Gateway(await server.start(app, "127.0.0.1", 0))
+        started.append(gw)
+        return gw
 
-    return make
+    yield make
+    for gw in started:
+        await gw.close()
 
 
-def catalog_of(client: TestClient[Any, Any]) -> Catalog:
+def catalog_of(gw: Gateway) -> Catalog:
     """The running gateway's catalog, to refresh it now instead of waiting for the timer."""
-    app: web.Application | None = client.app
-    assert app is not None
+    app: web.Application = gw.app
     return app[CATALOG]

@@ -214,6 +214,7 @@ class GarbageUpstream:
     def __init__(self) -> None:
         self._server: asyncio.Server | None = None
         self.port = 0
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -227,9 +228,24 @@ class GarbageUpstream:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+            for task in list(self._handlers):  # a handler may still be mid-answer
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._answer(reader, writer)
+        except ConnectionError:
+            pass
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         length = 0
         for line in head.split(b"\r\n"):

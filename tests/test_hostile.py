@@ -76,8 +76,8 @@ async def test_hostile_bodies_refused_cheaply(
 async def test_slow_body_is_cut_off(upstream: UpstreamFactory, gateway: GatewayFactory) -> None:
     a = await upstream("a")
     gw = await gateway(registry_for({"id": "a", "baseUrl": a.url}), body_timeout_s=0.3)
-    assert gw.server.port is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
+    assert gw.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
     await writer.drain()  # ...and then nothing more: a slow-loris body
     head = await asyncio.wait_for(reader.read(4096), 5)

@@ -1,4 +1,5 @@
-"""POST /v1/* inference routes: parse the body once, resolve the model once, forward bytes."""
+"""POST /v1/* inference routes, served on the front: parse the body once, resolve the model once,
+relay bytes. Also the one log line and the metrics of each inference request."""
 
 from __future__ import annotations
 
@@ -6,41 +7,37 @@ import asyncio
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.front import Incoming, Reply
 from gateway.lanes import Lanes
-from gateway.proxy import Timing, forward
+from gateway.metrics import Metrics
+from gateway.middleware import check_key, request_id
 from gateway.registry import RegistryBox
-from gateway.reqlog import REQUEST_LOG
+from gateway.relay import (
+    DROP_REQUEST,
+    PROVIDER_HEADER,
+    Exchange,
+    Streams,
+    Timing,
+    header_lines,
+    relay,
+)
+from gateway.reqlog import RequestLog
 from gateway.resolver import resolve
+from gateway.upstream import Pool, target
 
 REGISTRY = web.AppKey("registry", RegistryBox)
 LANES = web.AppKey("lanes", Lanes)
 TIMING = web.AppKey("timing", Timing)  # the defaults; a provider may override first_byte_s
 GATEWAY_CHECKS_KEYS = web.AppKey("gateway_checks_keys", bool)
 
-INFERENCE_PATHS = (
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/embeddings",
-    "/v1/rerank",
-    "/v1/responses",
+INFERENCE_PATHS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/responses"}
 )
-
-
-BODY_TIMEOUT = web.AppKey("body_timeout", float)
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The request body, within the size limit (413) and the time limit (408: slow clients)."""
-    if request.content.is_eof():  # already all here (the usual case): no timer needed
-        return await request.read()
-    try:
-        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
-            return await request.read()
-    except TimeoutError:
-        raise GatewayError(408, "request_timeout", "the request body arrived too slowly") from None
+log = structlog.get_logger("gateway.request")
 
 
 def parse_body(raw: bytes) -> tuple[dict[str, Any], str]:
@@ -61,32 +58,103 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], str]:
     return payload, model
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
-    log = request[REQUEST_LOG]
-    raw = await read_body(request)
-    payload, model = parse_body(raw)
-    log.model = model[:200]
-    route = resolve(
-        request.app[REGISTRY].current,
-        model,
-        path=request.path,
-        client_authorization=request.headers.get("Authorization"),
-        gateway_checks_keys=request.app[GATEWAY_CHECKS_KEYS],
-    )
-    provider = route.provider
-    log.provider = provider.id
-    log.wire_model = route.wire_model
-    if route.wire_model != model:
-        payload["model"] = route.wire_model
-        raw = orjson.dumps(payload)
-    settings = request.app[TIMING]
-    timing = Timing(
-        first_byte_s=provider.first_byte_timeout_s or settings.first_byte_s,
-        idle_s=settings.idle_s,
-        keepalive_s=settings.keepalive_s,
-    )
-    lane = request.app[LANES].get(
-        provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
-    )
-    async with lane.slot():
-        return await forward(request, route, raw, log, timing, payload.get("stream") is True)
+class Inference:
+    """Everything an inference request needs, taken from the app once."""
+
+    def __init__(self, app: web.Application, pool: Pool, metrics: Metrics, streams: Streams,
+                 api_keys: tuple[bytes, ...]) -> None:  # fmt: skip
+        self.registry = app[REGISTRY]
+        self.lanes = app[LANES]
+        self.timing = app[TIMING]
+        self.checks_keys = app[GATEWAY_CHECKS_KEYS]
+        self.pool = pool
+        self.metrics = metrics
+        self.streams = streams
+        self.api_keys = api_keys
+
+    async def serve(self, request: Incoming, reply: Reply) -> None:
+        record = RequestLog(
+            request_id(_text(request.header(b"x-request-id"))),
+            request.method.decode("latin-1"),
+            request.path,
+        )
+        try:
+            await self._serve(request, reply, record)
+        except GatewayError as err:
+            record.error = err.code
+            record.status = err.status
+            if not reply.started:
+                reply.error(err, b"X-Request-Id: %b\r\n" % record.request_id.encode())
+        except asyncio.CancelledError:
+            record.disconnected = True  # the client hung up
+            raise
+        except Exception:
+            log.exception("unhandled_error", request_id=record.request_id, path=request.path)
+            record.error = "internal_error"
+            record.status = 500
+            if not reply.started:
+                reply.error(
+                    GatewayError(
+                        500, "internal_error", f"internal error (request {record.request_id})"
+                    )
+                )
+        finally:
+            duration_s = record.finish()
+            log.info("request", **record.fields())
+            self.metrics.observe(record, request.path, duration_s)
+
+    async def _serve(self, request: Incoming, reply: Reply, record: RequestLog) -> None:
+        if request.method != b"POST":
+            raise GatewayError(
+                405, "method_not_allowed", f"{request.path} accepts POST only",
+                headers={"Allow": "POST"},
+            )  # fmt: skip
+        authorization = _text(request.header(b"authorization"))
+        if self.api_keys:
+            check_key(self.api_keys, authorization, _text(request.header(b"x-api-key")))
+        body = request.body
+        payload, model = parse_body(body)
+        record.model = model[:200]
+        route = resolve(
+            self.registry.current,
+            model,
+            path=request.path,
+            client_authorization=authorization,
+            gateway_checks_keys=self.checks_keys,
+        )
+        provider = route.provider
+        record.provider = provider.id
+        record.wire_model = route.wire_model
+        if route.wire_model != model:
+            payload["model"] = route.wire_model
+            body = orjson.dumps(payload)
+        defaults = self.timing
+        timing = Timing(
+            provider.first_byte_timeout_s or defaults.first_byte_s, defaults.idle_s,
+            defaults.keepalive_s,
+        )  # fmt: skip
+        where = target(route.url)
+        rid = record.request_id.encode()
+        upstream_request = b"".join(
+            (
+                b"POST ", where.path, b" HTTP/1.1\r\nHost: ", where.host_header, b"\r\n",
+                header_lines(request.headers, DROP_REQUEST),
+                *(f"{k}: {v}\r\n".encode("latin-1") for k, v in route.headers.items()),
+                b"X-Request-Id: ", rid, b"\r\nContent-Length: %d\r\n\r\n" % len(body), body,
+            )
+        )  # fmt: skip
+        extra = (
+            PROVIDER_HEADER + b": " + provider.id.encode() + b"\r\nX-Request-Id: " + rid + b"\r\n"
+        )
+        exchange = Exchange(
+            reply, record, timing, provider.id, extra, payload.get("stream") is True, self.streams
+        )
+        lane = self.lanes.get(
+            provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
+        )
+        async with lane.slot():
+            await relay(self.pool, where, upstream_request, exchange)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway import favorites
 from gateway.errors import GatewayError
-from gateway.routes.inference import REGISTRY, read_body
+from gateway.routes.inference import REGISTRY
 from gateway.settings_store import SettingsStore
 
 SETTINGS_STORE = web.AppKey("settings_store", SettingsStore)
@@ -28,7 +28,7 @@ async def get_settings(request: web.Request) -> web.Response:
 
 async def patch_settings(request: web.Request) -> web.Response:
     try:
-        body = orjson.loads(await read_body(request))
+        body = orjson.loads(await request.read())  # the front checked size and time
     except orjson.JSONDecodeError as exc:
         raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict) or not body:

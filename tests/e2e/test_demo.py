@@ -117,7 +117,9 @@ def test_two_demos_serve_each_machine_and_ctrl_c_leaves_nothing(tmp_path: Path) 
         for demo in demos:
             assert sorted(demo.machines) == ["demo-a", "demo-b"]
             assert len(demo.server_pids) == 2
-            client = OpenAI(base_url=demo.base + "/v1", api_key="unused", max_retries=0)
+            client = stack.enter_context(
+                OpenAI(base_url=demo.base + "/v1", api_key="unused", max_retries=0)
+            )
             for name, url in demo.machines.items():
                 other = next(u for n, u in demo.machines.items() if n != name)
                 before, before_other = _predicted(url), _predicted(other)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from openai import OpenAI
@@ -18,6 +19,12 @@ pytestmark = pytest.mark.e2e
 PREDICTED = "llamacpp:tokens_predicted_total"
 
 
+@pytest.fixture
+def client(real_gateway: str) -> Iterator[OpenAI]:
+    with OpenAI(base_url=real_gateway + "/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
+
+
 def _counts(fleet: Fleet) -> dict[str, float]:
     return {s.name: s.metric(PREDICTED) for s in fleet.servers}
 
@@ -25,9 +32,8 @@ def _counts(fleet: Fleet) -> dict[str, float]:
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("target", ["machine-a", "machine-b"])
 def test_chat_lands_on_its_own_server(
-    real_fleet: Fleet, real_gateway: str, target: str, stream: bool
+    real_fleet: Fleet, client: OpenAI, target: str, stream: bool
 ) -> None:
-    client = OpenAI(base_url=real_gateway + "/v1", api_key="unused", max_retries=0)
     before = _counts(real_fleet)
     messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
     if stream:
@@ -59,14 +65,12 @@ def test_chat_lands_on_its_own_server(
     assert after[other] == before[other]  # ...and nowhere else
 
 
-def test_models_lists_both_machines(real_gateway: str) -> None:
-    client = OpenAI(base_url=real_gateway + "/v1", api_key="unused", max_retries=0)
+def test_models_lists_both_machines(client: OpenAI) -> None:
     ids = {m.id: m.owned_by for m in client.models.list()}
     assert ids == {f"machine-a/{ALIAS}": "machine-a", f"machine-b/{ALIAS}": "machine-b"}
 
 
-def test_raw_response_headers_name_the_machine(real_gateway: str) -> None:
-    client = OpenAI(base_url=real_gateway + "/v1", api_key="unused", max_retries=0)
+def test_raw_response_headers_name_the_machine(client: OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model=f"machine-b/{ALIAS}",
         messages=[{"role": "user", "content": "hi"}],

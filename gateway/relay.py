@@ -1,0 +1,328 @@
+"""One request relayed to an upstream and its reply passed back as bytes, as they arrive.
+
+Nothing here parses a reply body: SSE and JSON flow through. The upstream's parsed pieces go
+straight to the client's `Reply` from the upstream connection's callbacks (no task, no queue);
+a read's worth of bytes leaves in one write.
+
+Timeouts: connect (the pool's), first byte (per provider: a model swap can take minutes), then
+idle between chunks; no total limit. For `stream: true` requests the gateway sends `: keep-alive`
+SSE comments while the upstream is silent. All of it runs on one timer per exchange that is only
+re-armed when it fires, so a chunk costs a clock read, not timer work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from gateway.errors import GatewayError
+from gateway.front import Reply
+from gateway.reqlog import RequestLog
+from gateway.upstream import (
+    Connection,
+    Pool,
+    Target,
+    UpstreamBroken,
+    UpstreamClosed,
+    UpstreamConnectTimeout,
+)
+
+PROVIDER_HEADER = b"X-Gateway-Provider"
+KEEPALIVE = b": keep-alive\n\n"
+SSE_LINES = (
+    b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+)
+REFUSED_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE error event
+
+# Headers that belong to one hop, or that the gateway sets itself.
+HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
+        b"trailer", b"transfer-encoding", b"upgrade", b"content-length", b"expect",
+    }
+)  # fmt: skip
+DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
+DROP_RESPONSE = HOP | {b"date", b"server", b"set-cookie", b"x-request-id"}
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    first_byte_s: float
+    idle_s: float
+    keepalive_s: float  # 0 = off
+
+
+@dataclass(slots=True)
+class Streams:
+    """The exchanges in flight, so a shutdown can end them cleanly after its grace period."""
+
+    active: set[Exchange] = field(default_factory=set)
+    shutting_down: bool = False
+
+    def end_all(self) -> None:
+        self.shutting_down = True
+        err = GatewayError(
+            503, "gateway_shutdown", "the gateway is shutting down; retry the request"
+        )
+        for exchange in list(self.active):
+            exchange.fail(err)
+
+
+def header_lines(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> bytes:
+    return b"".join(
+        [name + b": " + value + b"\r\n" for name, value in headers if name.lower() not in drop]
+    )
+
+
+class Exchange:
+    """The `Sink` for one upstream reply: writes it to the client's `Reply`."""
+
+    __slots__ = (
+        "_beat_at",
+        "_head",
+        "_last",
+        "_loop",
+        "_passthrough",
+        "_refused_body",
+        "_timer",
+        "conn",
+        "done",
+        "extra",
+        "keepalive_s",
+        "log",
+        "provider_id",
+        "refused",
+        "reply",
+        "sse",
+        "streams",
+        "timing",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        reply: Reply,
+        log: RequestLog | None,
+        timing: Timing,
+        provider_id: str,
+        extra: bytes,
+        stream: bool,
+        streams: Streams,
+        passthrough: bool = False,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.reply = reply
+        self.log = log
+        self.timing = timing
+        self.provider_id = provider_id
+        self.extra = extra  # header lines added to the reply
+        self.keepalive_s = timing.keepalive_s if stream else 0.0
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        self.conn: Connection | None = None
+        self.streams = streams
+        self.sse = False
+        self.refused: int | None = None  # the upstream's error status after keep-alives went out
+        self._refused_body: list[bytes] = []
+        self._head = False
+        self._last = self._loop.time()  # last upstream bytes (or the request going out)
+        self._timer: asyncio.TimerHandle | None = None
+        self._beat_at = 0.0  # the last keep-alive comment
+        self._passthrough = passthrough  # control plane: all but hop-by-hop headers go back
+
+    def begin(self, conn: Connection, request: bytes) -> None:
+        self.conn = conn
+        self.streams.active.add(self)
+        self.reply.follow(conn)
+        conn.send(request, self)
+        self._arm()
+
+    # -- the upstream connection's callbacks
+
+    def on_head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None) -> None:
+        self._head = True
+        self._last = self._loop.time()
+        sse = False
+        for name, value in headers:
+            if name.lower() == b"content-type":
+                sse = value.startswith(b"text/event-stream")
+                break
+        self.sse = sse
+        self._rearm_if_sooner()
+        log = self.log
+        reply = self.reply
+        if reply.started:  # keep-alives already answered 200 + SSE: the reply goes inside it
+            if status != 200 or not sse:
+                self.refused = status
+            return
+        if log is not None:
+            log.status = status
+            log.first_byte()
+        drop = HOP if self._passthrough else DROP_RESPONSE
+        lines = header_lines(headers, drop) + self.extra
+        if sse and not self._passthrough:
+            lines += SSE_LINES
+        reply.start(status, lines, length)
+
+    def on_data(self, data: bytes) -> None:
+        self._last = self._loop.time()
+        if self.refused is not None:
+            if sum(map(len, self._refused_body)) < REFUSED_LIMIT:
+                self._refused_body.append(data)
+            return
+        self.reply.write(data)
+        if self.log is not None:
+            self.log.bytes += len(data)
+
+    def on_end(self) -> None:
+        self.conn = None  # the connection goes back to the pool by itself
+        if self.refused is not None:
+            detail = b"".join(self._refused_body).decode("utf-8", "replace")[:2000]
+            status = self.refused
+            self._end_with_error(
+                GatewayError(
+                    status if status >= 400 else 502,
+                    "upstream_error",
+                    f"provider {self.provider_id!r} answered HTTP {status}: {detail}",
+                )
+            )
+            return
+        self.reply.end()
+        self._finish()
+
+    def on_fail(self, exc: Exception) -> None:
+        self.conn = None  # the connection closed itself
+        self.fail(upstream_error(exc, self.provider_id))
+
+    def flush(self) -> None:
+        self.reply.flush()
+
+    # -- ending
+
+    def fail(self, err: GatewayError) -> None:
+        """End the exchange with `err`: an error response if nothing was sent yet, else a final
+        SSE error event, else a cut connection."""
+        if self.done.done():
+            return
+        if self.conn is not None:
+            self.conn.abandon()
+            self.conn = None
+        if not self.reply.started:
+            self._finish(err)  # the handler answers it
+            return
+        self._end_with_error(err)
+
+    def abandon(self) -> None:
+        """The client went away: drop the upstream request (the upstream sees the close)."""
+        if self.conn is not None:
+            self.conn.abandon()
+            self.conn = None
+        if not self.done.done():
+            self._finish()
+
+    def _end_with_error(self, err: GatewayError) -> None:
+        if self.log is not None:
+            self.log.error = err.code
+        if self.sse or self.refused is not None:
+            self.reply.write(err.sse_event())
+            self.reply.end()
+        else:
+            self.reply.cut()  # a half-sent JSON body cannot carry an error
+        self._finish()
+
+    def _finish(self, err: GatewayError | None = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.streams.active.discard(self)
+        self.reply.follow(None)
+        if err is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(err)
+
+    # -- the one timer: first byte, then idle; keep-alive comments while silent
+
+    def _wake(self) -> float:
+        wake = self._last + (self.timing.idle_s if self._head else self.timing.first_byte_s)
+        keepalive = self.keepalive_s if (self.sse or not self._head) else 0.0
+        if keepalive:
+            wake = min(wake, max(self._last, self._beat_at) + keepalive)
+        return wake
+
+    def _arm(self) -> None:
+        self._timer = self._loop.call_at(self._wake(), self._tick)
+
+    def _rearm_if_sooner(self) -> None:
+        """After the head, the idle limit (usually shorter than the first-byte one) applies."""
+        timer = self._timer
+        if timer is not None and self._wake() < timer.when():
+            timer.cancel()
+            self._arm()
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.done.done():
+            return
+        now = self._loop.time() + 0.001  # timers may fire a hair early
+        limit = self.timing.idle_s if self._head else self.timing.first_byte_s
+        if now - self._last >= limit:
+            self.fail(
+                GatewayError(504, "upstream_timeout", f"provider {self.provider_id!r} timed out")
+            )
+            return
+        keepalive = self.keepalive_s if (self.sse or not self._head) else 0.0
+        if keepalive and now - max(self._last, self._beat_at) >= keepalive:
+            self._beat_at = now
+            self._beat()
+        self._arm()
+
+    def _beat(self) -> None:
+        reply = self.reply
+        if reply.gone:
+            return
+        if not reply.started:
+            reply.start(200, SSE_LINES + self.extra, None)
+            self.sse = True
+            if self.log is not None:
+                self.log.status = 200
+        reply.write(KEEPALIVE)
+        reply.flush()
+
+
+def upstream_error(exc: BaseException, provider_id: str) -> GatewayError:
+    """Map a failure talking to `provider_id` to what the client sees. Messages name the
+    provider, never its URL or key."""
+    name = f"provider {provider_id!r}"
+    if isinstance(exc, UpstreamConnectTimeout):
+        return GatewayError(
+            502, "upstream_unreachable", f"{name} did not accept a connection in time"
+        )
+    if isinstance(exc, TimeoutError):
+        return GatewayError(504, "upstream_timeout", f"{name} timed out")
+    if isinstance(exc, UpstreamClosed):
+        return GatewayError(502, "upstream_error", f"{name} closed the connection")
+    if isinstance(exc, UpstreamBroken):
+        return GatewayError(502, "upstream_error", f"{name} sent a broken response")
+    if isinstance(exc, OSError):
+        reason = exc.strerror or type(exc).__name__
+        return GatewayError(502, "upstream_unreachable", f"{name} is unreachable: {reason}")
+    return GatewayError(502, "upstream_error", f"{name} failed: {type(exc).__name__}")
+
+
+async def relay(pool: Pool, where: Target, request: bytes, exchange: Exchange) -> None:
+    """Send `request` on a pooled connection to `where`; returns once the reply is over.
+    Raises GatewayError when nothing reached the client yet (the caller answers it)."""
+    try:
+        conn = await pool.acquire(where)
+    except (OSError, TimeoutError) as exc:
+        raise upstream_error(exc, exchange.provider_id) from None
+    if exchange.reply.gone:
+        pool.release(conn)
+        return
+    exchange.begin(conn, request)
+    try:
+        await exchange.done
+    except asyncio.CancelledError:
+        exchange.abandon()
+        if exchange.log is not None:
+            exchange.log.disconnected = True
+        raise
