@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -198,6 +199,7 @@ async def _run(app: web.Application, settings: Settings, ready: Callable[[], Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     running = await server.start(app, settings.host, settings.port)
+    gc.freeze()  # start-up objects (modules, app) are never garbage: keep them out of GC passes
     try:
         if ready is not None:
             ready()

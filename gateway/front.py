@@ -80,6 +80,10 @@ class Reply:
         self._out: list[bytes] = []
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._conn.front.loop
+
+    @property
     def gone(self) -> bool:
         """The client hung up."""
         return self._conn.lost
@@ -193,7 +197,7 @@ class FrontConnection(asyncio.Protocol):
         self._deadline = 0.0  # 0: no deadline
         self._timer: asyncio.TimerHandle | None = None
         self._reject: GatewayError | None = None
-        self._loop = asyncio.get_running_loop()
+        self._loop = front.loop
         self._reading_paused = False
         self._in_body = False  # headers in, body not complete
         self._body_timed = False  # ...and its deadline is set
@@ -426,6 +430,10 @@ def _reason(exc: Exception) -> str:
 class Front:
     """The listening side: settings the connections read, and the request handler."""
 
+    # set by listen(); asyncio.get_running_loop() costs a getpid() syscall, so the hot path
+    # reads this instead
+    loop: asyncio.AbstractEventLoop
+
     def __init__(
         self,
         handle: Handler,
@@ -444,7 +452,7 @@ class Front:
 
     async def listen(self, host: str, port: int) -> int:
         """Start listening; returns the port (useful with port 0)."""
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             lambda: FrontConnection(self), host, port, backlog=1024, reuse_address=True
         )

@@ -41,18 +41,24 @@ class Lane:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        await self._acquire()
+        await self.acquire()
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free (the usual case: no await, no context manager)."""
         if self.max_concurrent is None or (
             self.in_flight < self.max_concurrent and not self._waiters
         ):
             self.in_flight += 1
             self._on_count(1)
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         if len(self._waiters) >= self.max_queue:
             raise self._full(f"{self.max_queue} requests already waiting")
@@ -60,17 +66,17 @@ class Lane:
         self._waiters.append(waiter)
         try:
             async with asyncio.timeout(self.queue_timeout_s):
-                await waiter  # _release hands the slot over: in_flight already counts us
+                await waiter  # release hands the slot over: in_flight already counts us
         except BaseException as exc:  # cancelled (client gone) or timed out
             if waiter.done() and not waiter.cancelled():
-                self._release()  # the slot reached us just as we gave up: pass it on
+                self.release()  # the slot reached us just as we gave up: pass it on
             else:
                 self._waiters.remove(waiter)
             if isinstance(exc, TimeoutError):
                 raise self._full(f"waited {self.queue_timeout_s:g}s in the queue") from None
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

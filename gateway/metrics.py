@@ -78,17 +78,32 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._requests: dict[tuple[str, str, int | None], Counter] = {}
+        self._latency: dict[str, tuple[Histogram, Histogram]] = {}
+
     def watch(self, lanes: Lanes, catalog: Catalog) -> None:
         self.registry.register(_Live(lanes, catalog))
 
     def observe(self, record: RequestLog, route: str, duration_s: float) -> None:
         provider = record.provider or ""
-        self.requests.labels(provider, route, str(record.status)).inc()
+        key = (provider, route, record.status)
+        counter = self._requests.get(key)
+        if counter is None:  # labels() costs a few µs: look each label set up once
+            counter = self._requests[key] = self.requests.labels(
+                provider, route, str(record.status)
+            )
+        counter.inc()
         if record.provider is None:
             return
-        self.duration.labels(provider).observe(duration_s)
+        histograms = self._latency.get(provider)
+        if histograms is None:
+            histograms = self._latency[provider] = (
+                self.duration.labels(provider),
+                self.ttfb.labels(provider),
+            )
+        histograms[0].observe(duration_s)
         if record.ttfb_ms is not None:
-            self.ttfb.labels(provider).observe(record.ttfb_ms / 1000)
+            histograms[1].observe(record.ttfb_ms / 1000)
         if record.error is not None and record.error.startswith(("upstream_", "gateway_shutdown")):
             self.upstream_errors.labels(provider, record.error).inc()
         elif record.disconnected:

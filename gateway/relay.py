@@ -109,7 +109,7 @@ class Exchange:
         streams: Streams,
         passthrough: bool = False,
     ) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._loop = reply.loop
         self.reply = reply
         self.log = log
         self.timing = timing

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway import logging as gwlogging
 from gateway.app import POOL, SETTINGS, STREAMS
 from gateway.errors import GatewayError
 from gateway.front import Front, Incoming, Reply
@@ -85,6 +86,7 @@ class Running:
             await asyncio.sleep(0.01)
         self.front.close_all()
         self.app[POOL].close()
+        gwlogging.attach(None)
         await asyncio.sleep(0)  # the transports' close callbacks run
         shutil.rmtree(self._sockdir, ignore_errors=True)
 
@@ -109,6 +111,7 @@ async def start(app: web.Application, host: str, port: int) -> Running:
             keepalive_timeout_s=settings.keepalive_timeout_s,
         )
         bound = await front.listen(host, port)
+        gwlogging.attach(front.loop)
     except BaseException:
         with contextlib.suppress(Exception):
             await runner.cleanup()

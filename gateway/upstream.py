@@ -208,12 +208,18 @@ class Pool:
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._tls: ssl.SSLContext | None = None
         self.busy = 0  # connections lent out right now
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is None:  # asyncio.get_running_loop() costs a getpid() syscall: ask once
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     async def acquire(self, where: Target) -> Connection:
         idle = self._idle.get(where.key)
         if idle:
-            loop = asyncio.get_running_loop()
-            now = loop.time()
+            now = self._now()
             while idle:
                 conn = idle.pop()
                 if not conn.closed and now - conn.idle_since < IDLE_REUSE_S:
@@ -231,7 +237,7 @@ class Pool:
         if conn.lent:
             conn.lent = False
             self.busy -= 1
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = self._now()
         self._idle.setdefault(conn.key, []).append(conn)
 
     def discard(self, conn: Connection) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-import structlog
 
 from gateway import logging as gwlogging
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
@@ -18,7 +17,7 @@ def log_lines() -> Iterator[io.BytesIO]:
     buf = io.BytesIO()
     gwlogging.configure("json", stream=buf, cache=False)
     yield buf
-    structlog.reset_defaults()
+    gwlogging.reset()
 
 
 def _requests(buf: io.BytesIO) -> list[dict[str, object]]:

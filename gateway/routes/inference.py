@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway.errors import GatewayError
 from gateway.front import Incoming, Reply
 from gateway.lanes import Lanes
+from gateway.logging import log_request
 from gateway.metrics import Metrics
 from gateway.middleware import check_key, request_id
 from gateway.registry import RegistryBox
@@ -100,7 +101,7 @@ class Inference:
                 )
         finally:
             duration_s = record.finish()
-            log.info("request", **record.fields())
+            log_request(record.fields())
             self.metrics.observe(record, request.path, duration_s)
 
     async def _serve(self, request: Incoming, reply: Reply, record: RequestLog) -> None:
@@ -152,8 +153,12 @@ class Inference:
         lane = self.lanes.get(
             provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
         )
-        async with lane.slot():
+        if not lane.try_acquire():
+            await lane.acquire()  # queue (FIFO) or 429
+        try:
             await relay(self.pool, where, upstream_request, exchange)
+        finally:
+            lane.release()
 
 
 def _text(value: bytes | None) -> str | None:
