@@ -66,9 +66,12 @@ class Incoming:
 
 class Reply:
     """The response to one request, written to the connection; buffered until `flush()` so a
-    head and the bytes that came with it leave in one write."""
+    head and the bytes that came with it leave in one write, and the body pieces of one upstream
+    read leave as one chunk (SSE events are delimited by blank lines, not by HTTP chunks)."""
 
-    __slots__ = ("_conn", "_out", "chunked", "finished", "head_only", "keep_alive", "started")
+    __slots__ = (
+        "_body", "_conn", "_out", "chunked", "finished", "head_only", "keep_alive", "started",
+    )  # fmt: skip
 
     def __init__(self, conn: FrontConnection, keep_alive: bool, head_only: bool) -> None:
         self._conn = conn
@@ -77,7 +80,8 @@ class Reply:
         self.chunked = False
         self.head_only = head_only
         self.keep_alive = keep_alive
-        self._out: list[bytes] = []
+        self._out: list[bytes] = []  # framed bytes
+        self._body: list[bytes] = []  # body pieces not yet framed
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -105,20 +109,25 @@ class Reply:
         self._out.append(status_line(status) + header_lines + framing + b"\r\n")
 
     def write(self, data: bytes) -> None:
-        if self.head_only or not data:
-            return
-        if self.chunked:
-            self._out.append(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            self._out.append(data)
+        if not self.head_only and data:
+            self._body.append(data)
 
     def end(self) -> None:
+        self._frame()
         if self.chunked and not self.head_only:
             self._out.append(b"0\r\n\r\n")
         self.finished = True
         self.flush()
 
+    def _frame(self) -> None:
+        body = self._body
+        if body:
+            data = body[0] if len(body) == 1 else b"".join(body)
+            body.clear()
+            self._out.append(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+
     def flush(self) -> None:
+        self._frame()
         out = self._out
         if out:
             self._conn.send(out[0] if len(out) == 1 else b"".join(out))
