@@ -319,6 +319,7 @@ def versions(litellm_exe: str | None) -> dict[str, str]:
         "boocode-gateway": metadata.version("boocode-gateway"),
         "aiohttp": metadata.version("aiohttp"),
         "uvloop": metadata.version("uvloop"),
+        "httptools": metadata.version("httptools"),
         "nginx": cmd(["nginx", "-v"]),
         "wrk": cmd(["wrk", "--version"]),
     }
@@ -422,6 +423,41 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b and a == a and b == b else "–"
 
 
+def targets(results: dict[str, dict[str, float]], slow_streams: int) -> list[str]:
+    """Issue 7's targets, each computed from this run's figures."""
+    nan = float("nan")
+
+    def fig(target: str, key: str) -> float:
+        return results.get(target, {}).get(key, nan)
+
+    def row(name: str, value: float, unit: str, goal: str, met: bool) -> str:
+        digits = 0 if unit.startswith(" of") else 2
+        shown = "–" if value != value else f"{value:,.{digits}f}{unit}"
+        verdict = "–" if value != value else ("met" if met else "NOT MET")
+        return f"| {name} | {shown} | {goal} | {verdict} |"
+
+    rps_nginx = fig("gateway", "rps c=64") / fig("nginx", "rps c=64")
+    rps_litellm = fig("gateway", "rps c=64") / fig("litellm", "rps c=64")
+    added = fig("gateway", "p50 ms c=1") - fig("direct", "p50 ms c=1")
+    ttft = fig("gateway", "ttft p50 ms c=1 d=0") - fig("direct", "ttft p50 ms c=1 d=0")
+    tok32 = fig("gateway", "tok/s c=32 d=10") / fig("direct", "tok/s c=32 d=10")
+    tok256 = fig("gateway", "tok/s c=256 d=10") / fig("direct", "tok/s c=256 d=10")
+    done = fig("gateway", "slow completed")
+    rss = fig("gateway", "slow peak RSS MiB")
+    return [
+        "| target | measured | goal | |",
+        "|---|---|---|---|",
+        row("req/s c=64 ÷ nginx", rps_nginx, "×", "≥ 0.3×", rps_nginx >= 0.3),
+        row("req/s c=64 ÷ LiteLLM", rps_litellm, "×", "≥ 100×", rps_litellm >= 100),
+        row("added p50 latency c=1", added, " ms", "≤ 0.25 ms", added <= 0.25),
+        row("added TTFT p50 c=1", ttft, " ms", "≤ 0.5 ms", ttft <= 0.5),
+        row("tok/s c=32 (10 ms chunks) ÷ direct", tok32, "×", "≥ 0.9×", tok32 >= 0.9),
+        row("tok/s c=256 (10 ms chunks) ÷ direct", tok256, "×", "≥ 0.9×", tok256 >= 0.9),
+        row("slow streams completed", done, f" of {slow_streams}", "all", done == slow_streams),
+        row("slow streams peak RSS", rss, " MiB", "≤ 80 MiB", rss <= 80),
+    ]
+
+
 def report(
     results: dict[str, dict[str, float]],
     vers: dict[str, str],
@@ -449,6 +485,7 @@ def report(
         g, d, x = (results[n].get(key, float("nan")) for n in ("gateway", "direct", "nginx"))
         cells = " | ".join("–" if v != v else f"{v:,.2f}" for v in vals)
         lines.append(f"| {key} | {cells} | {ratio(g, d)} | {ratio(g, x)} |")
+    lines += ["", *targets(results, slow[0])]
     lines += ["", "Versions: " + "; ".join(f"{k} {v}" for k, v in vers.items())]
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]

@@ -173,7 +173,8 @@ class Exchange:
             self.log.bytes += len(data)
 
     def on_end(self) -> None:
-        self.conn = None  # the connection goes back to the pool by itself
+        self.conn = None  # the connection goes back to the pool by itself...
+        self.reply.follow(None)  # ...so the client's flow control must not pause it any more
         if self.refused is not None:
             detail = b"".join(self._refused_body).decode("utf-8", "replace")[:2000]
             status = self.refused

@@ -87,6 +87,7 @@ class Connection(asyncio.Protocol):
         self.sink: Sink | None = None
         self.closed = False
         self.lent = False  # handed to an exchange by the pool
+        self.paused = False  # reading paused: the client is not keeping up
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
@@ -116,11 +117,13 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def pause(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.paused:
+            self.paused = True
             self.transport.pause_reading()
 
     def resume(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and self.paused:
+            self.paused = False
             self.transport.resume_reading()
 
     # -- asyncio's side
@@ -237,6 +240,7 @@ class Pool:
         if conn.lent:
             conn.lent = False
             self.busy -= 1
+        conn.resume()  # a slow client may have paused it just as the reply ended
         conn.idle_since = self._now()
         self._idle.setdefault(conn.key, []).append(conn)
 

@@ -23,6 +23,7 @@ class Seen:
     headers: CIMultiDict[str]
     body: bytes
     raw_path: str = ""  # as sent, percent-encoding kept
+    peer: object = None  # the client's (host, port): which connection it came on
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -88,7 +89,14 @@ class FakeUpstream:
 
     def _record(self, request: web.Request, body: bytes) -> None:
         self.requests.append(
-            Seen(request.method, request.path, CIMultiDict(request.headers), body, request.raw_path)
+            Seen(
+                request.method,
+                request.path,
+                CIMultiDict(request.headers),
+                body,
+                request.raw_path,
+                request.transport.get_extra_info("peername") if request.transport else None,
+            )
         )
 
     async def _models(self, request: web.Request) -> web.StreamResponse:

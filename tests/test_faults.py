@@ -11,7 +11,7 @@ import orjson
 from gateway.app import POOL
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.fakes import GarbageUpstream
-from tests.test_proxy import sse_payloads
+from tests.test_relay import sse_payloads
 
 CHAT = "/v1/chat/completions"
 

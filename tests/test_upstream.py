@@ -1,0 +1,115 @@
+"""Upstream connections: kept alive and reused, never reused half-read or stale, never stuck."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from gateway.app import POOL
+from gateway.upstream import Connection, Pool, target
+from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
+
+CHAT = "/v1/chat/completions"
+
+
+def test_target_parses_each_url_once() -> None:
+    t = target("https://api.deepseek.com/v1/chat/completions?x=1")
+    assert (t.scheme, t.host, t.port) == ("https", "api.deepseek.com", 443)
+    assert (t.host_header, t.path) == (b"api.deepseek.com", b"/v1/chat/completions?x=1")
+    assert target("http://[::1]:8080/v1").host_header == b"[::1]:8080"
+    assert target("https://api.deepseek.com/v1/chat/completions?x=1") is t
+    with pytest.raises(ValueError, match="not an http"):
+        target("ftp://x/")
+
+
+async def test_sequential_requests_share_one_upstream_connection(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    a = await upstream("a")
+    gw = await gateway(registry_for({"id": "a", "baseUrl": a.url}))
+    for stream in (False, True, False, True):
+        resp = await gw.post(CHAT, json={"model": "a/m", "stream": stream})
+        assert resp.status == 200
+        await resp.read()
+    peers = {seen.peer for seen in a.inference()}
+    assert len(peers) == 1
+    assert gw.app[POOL].busy == 0
+
+
+async def test_a_connection_the_upstream_closed_is_not_reused(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    a = await upstream("a")
+    gw = await gateway(registry_for({"id": "a", "baseUrl": a.url}))
+    assert (await gw.post(CHAT, json={"model": "a/m"})).status == 200
+    await a.stop()  # closes every connection, the gateway's idle one included
+    await a.start(port=a.port)
+    resp = await gw.post(CHAT, json={"model": "a/m"})
+    assert resp.status == 200
+    assert len({seen.peer for seen in a.inference()}) == 2
+
+
+async def test_a_slow_reader_gets_a_large_reply_intact(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    a = await upstream("a", json_size=8 * 1024 * 1024)
+    gw = await gateway(registry_for({"id": "a", "baseUrl": a.url}), first_byte_timeout_s=3)
+    async with aiohttp.ClientSession(read_bufsize=2**16) as client:
+        resp = await client.post(gw.make_url(CHAT), json={"model": "a/m"})
+        got = 0
+        while chunk := await resp.content.read(1 << 16):
+            got += len(chunk)
+            await asyncio.sleep(0.002)  # a client slower than loopback: the gateway must pause
+        assert got > 8 * 1024 * 1024
+    a.json_size = 0
+    resp = await gw.post(CHAT, json={"model": "a/m"})  # on the same upstream connection
+    assert resp.status == 200
+    assert len({seen.peer for seen in a.inference()}) == 1
+
+
+class _PausingSink:
+    """Pauses the connection on every body piece, as a client whose socket is full would."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.ended = asyncio.Event()
+        self.body = b""
+
+    def on_head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None) -> None:
+        pass
+
+    def on_data(self, data: bytes) -> None:
+        self.body += data
+        self.conn.pause()
+
+    def on_end(self) -> None:
+        self.ended.set()
+
+    def on_fail(self, exc: Exception) -> None:
+        raise AssertionError(exc)
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_a_connection_paused_by_its_client_is_resumed_when_pooled(
+    upstream: UpstreamFactory,
+) -> None:
+    a = await upstream("a")
+    pool = Pool(connect_timeout_s=5)
+    where = target(a.url + "/v1/chat/completions")
+    body = b'{"model":"m"}'
+    request = b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\n\r\n" + body
+    try:
+        for _ in range(2):  # the second exchange reuses the connection the first one paused
+            conn = await pool.acquire(where)
+            sink = _PausingSink(conn)
+            conn.send(request, sink)
+            await asyncio.wait_for(sink.ended.wait(), 5)
+            assert b"served_by" in sink.body
+            assert not conn.paused
+        assert len({seen.peer for seen in a.inference()}) == 1
+    finally:
+        pool.close()
