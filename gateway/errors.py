@@ -1,4 +1,4 @@
-"""The one error envelope, and the one boundary where upstream (aiohttp client) errors are mapped.
+"""The one error envelope, and the one boundary where upstream errors are mapped.
 
 Every error a client sees is `{"error": {"message", "type", "param", "code"}}`.
 """
@@ -10,6 +10,8 @@ import asyncio
 import aiohttp
 import orjson
 from aiohttp import web
+
+from gateway.upstream import UpstreamBroken, UpstreamClosed, UpstreamConnectTimeout
 
 _TYPES = {
     400: "invalid_request_error",
@@ -82,33 +84,26 @@ def from_http_exception(exc: web.HTTPException) -> GatewayError:
 
 
 def from_upstream(exc: BaseException, provider_id: str) -> GatewayError:
-    """Map an aiohttp client / timeout error talking to `provider_id` to a client-facing error.
+    """Map a failure talking to `provider_id` — from the relay's raw connections or the catalog's
+    aiohttp client — to a client-facing error.
 
     Messages name the provider, never its URL credentials or key (those never reach here: keys
-    travel only in headers, which aiohttp exceptions do not render).
+    travel only in headers, which these exceptions do not render).
     """
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    name = f"provider {provider_id!r}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | UpstreamConnectTimeout):
         return GatewayError(
-            502,
-            "upstream_unreachable",
-            f"provider {provider_id!r} did not accept a connection in time",
+            502, "upstream_unreachable", f"{name} did not accept a connection in time"
         )
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return GatewayError(504, "upstream_timeout", f"provider {provider_id!r} timed out")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return GatewayError(
-            502, "upstream_unreachable", f"provider {provider_id!r} is unreachable: {exc.strerror}"
-        )
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return GatewayError(
-            502, "upstream_error", f"provider {provider_id!r} closed the connection"
-        )
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
-        return GatewayError(
-            502, "upstream_error", f"provider {provider_id!r} sent a broken response"
-        )
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return GatewayError(
-            502, "upstream_error", f"provider {provider_id!r} failed: {type(exc).__name__}"
-        )
+        return GatewayError(504, "upstream_timeout", f"{name} timed out")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | UpstreamClosed):
+        return GatewayError(502, "upstream_error", f"{name} closed the connection")
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError | UpstreamBroken):
+        return GatewayError(502, "upstream_error", f"{name} sent a broken response")
+    if isinstance(exc, aiohttp.ClientConnectorError | OSError):  # refused, no route, DNS, TLS
+        reason = exc.strerror or type(exc).__name__
+        return GatewayError(502, "upstream_unreachable", f"{name} is unreachable: {reason}")
+    if isinstance(exc, aiohttp.ClientError):
+        return GatewayError(502, "upstream_error", f"{name} failed: {type(exc).__name__}")
     raise exc

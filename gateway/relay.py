@@ -15,16 +15,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, from_upstream
 from gateway.front import Reply
 from gateway.reqlog import RequestLog
 from gateway.upstream import (
     Connection,
     Pool,
     Target,
-    UpstreamBroken,
-    UpstreamClosed,
-    UpstreamConnectTimeout,
 )
 
 PROVIDER_HEADER = b"X-Gateway-Provider"
@@ -191,7 +188,7 @@ class Exchange:
 
     def on_fail(self, exc: Exception) -> None:
         self.conn = None  # the connection closed itself
-        self.fail(upstream_error(exc, self.provider_id))
+        self.fail(from_upstream(exc, self.provider_id))
 
     def flush(self) -> None:
         self.reply.flush()
@@ -289,33 +286,13 @@ class Exchange:
         reply.flush()
 
 
-def upstream_error(exc: BaseException, provider_id: str) -> GatewayError:
-    """Map a failure talking to `provider_id` to what the client sees. Messages name the
-    provider, never its URL or key."""
-    name = f"provider {provider_id!r}"
-    if isinstance(exc, UpstreamConnectTimeout):
-        return GatewayError(
-            502, "upstream_unreachable", f"{name} did not accept a connection in time"
-        )
-    if isinstance(exc, TimeoutError):
-        return GatewayError(504, "upstream_timeout", f"{name} timed out")
-    if isinstance(exc, UpstreamClosed):
-        return GatewayError(502, "upstream_error", f"{name} closed the connection")
-    if isinstance(exc, UpstreamBroken):
-        return GatewayError(502, "upstream_error", f"{name} sent a broken response")
-    if isinstance(exc, OSError):
-        reason = exc.strerror or type(exc).__name__
-        return GatewayError(502, "upstream_unreachable", f"{name} is unreachable: {reason}")
-    return GatewayError(502, "upstream_error", f"{name} failed: {type(exc).__name__}")
-
-
 async def relay(pool: Pool, where: Target, request: bytes, exchange: Exchange) -> None:
     """Send `request` on a pooled connection to `where`; returns once the reply is over.
     Raises GatewayError when nothing reached the client yet (the caller answers it)."""
     try:
         conn = await pool.acquire(where)
     except (OSError, TimeoutError) as exc:
-        raise upstream_error(exc, exchange.provider_id) from None
+        raise from_upstream(exc, exchange.provider_id) from None
     if exchange.reply.gone:
         pool.release(conn)
         return
