@@ -20,6 +20,9 @@ from http import HTTPStatus
 import httptools
 
 from gateway.errors import GatewayError
+from gateway.logging import log_request
+from gateway.middleware import request_id
+from gateway.reqlog import RequestLog
 from gateway.upstream import Connection
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -228,9 +231,9 @@ class FrontConnection(asyncio.Protocol):
             self._refuse(
                 GatewayError(400, "invalid_request", "protocol upgrades are not supported")
             )
-        except httptools.HttpParserCallbackError:
-            if self._reject is not None:
-                self._refuse(self._reject)
+        except httptools.HttpParserCallbackError as exc:
+            reason = self._reject or GatewayError(400, "invalid_http", f"bad request: {exc}")
+            self._refuse(reason)
         except httptools.HttpParserError as exc:
             self._refuse(
                 GatewayError(400, "invalid_http", f"malformed HTTP request: {_reason(exc)}")
@@ -273,21 +276,18 @@ class FrontConnection(asyncio.Protocol):
         self._grow_head(len(name) + len(value))
 
     def on_headers_complete(self) -> None:
-        length = None
+        length = 0  # llhttp has checked the value: digits only, one value
+        expect = False
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"content-length":
                 length = int(value)
-            elif (
-                lower == b"expect"
-                and value.lower() == b"100-continue"
-                and self.transport is not None
-                and not self._queue
-                and self._active is None
-            ):
-                self.transport.write(_CONTINUE)
-        if length is not None and length > self.front.max_body_bytes:
+            elif lower == b"expect":
+                expect = value.lower() == b"100-continue"
+        if length > self.front.max_body_bytes:
             self._stop(_too_large(self.front.max_body_bytes))
+        if expect and self.transport is not None and not self._queue and self._active is None:
+            self.transport.write(_CONTINUE)
         self._in_body = True  # the body's deadline starts if this read does not complete it
 
     def on_body(self, body: bytes) -> None:
@@ -321,8 +321,11 @@ class FrontConnection(asyncio.Protocol):
     def _next(self) -> None:
         item = self._queue.popleft()
         if isinstance(item, GatewayError):  # a request that could not be parsed: answer, close
+            record = RequestLog(request_id(None), "-", "-", status=item.status, error=item.code)
+            record.finish()
+            log_request(record.fields())
             reply = Reply(self, keep_alive=False, head_only=False)
-            reply.error(item)
+            reply.error(item, b"X-Request-Id: %b\r\n" % record.request_id.encode())
             self.close()
             return
         self.http11 = item.http11

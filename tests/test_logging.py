@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 
@@ -55,3 +56,16 @@ async def test_one_line_per_request_with_routing_fields(
     text = log_lines.getvalue()
     for secret in (b"sk-never-logged", b"sk-cloud-never-logged", b"client-secret"):
         assert secret not in text
+
+
+async def test_a_request_the_front_refuses_is_logged_too(
+    gateway: GatewayFactory, log_lines: io.BytesIO
+) -> None:
+    gw = await gateway(registry_for({"id": "a", "baseUrl": "http://127.0.0.1:9"}))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    (line,) = _requests(log_lines)
+    assert (line["status"], line["error"]) == (400, "invalid_http")
+    assert f"X-Request-Id: {line['request_id']}".encode() in raw
