@@ -40,6 +40,7 @@ HOP = frozenset(
 )  # fmt: skip
 DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
 DROP_RESPONSE = HOP | {b"date", b"server", b"set-cookie", b"x-request-id"}
+DROP_RESPONSE_SSE = DROP_RESPONSE | {b"content-type", b"cache-control", b"x-accel-buffering"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +154,12 @@ class Exchange:
         if log is not None:
             log.status = status
             log.first_byte()
-        drop = HOP if self._passthrough else DROP_RESPONSE
-        lines = header_lines(headers, drop) + self.extra
-        if sse and not self._passthrough:
-            lines += SSE_LINES
+        if self._passthrough:
+            lines = header_lines(headers, HOP)
+        elif sse:  # the gateway's SSE headers replace the upstream's
+            lines = header_lines(headers, DROP_RESPONSE_SSE) + SSE_LINES + self.extra
+        else:
+            lines = header_lines(headers, DROP_RESPONSE) + self.extra
         reply.start(status, lines, length)
 
     def on_data(self, data: bytes) -> None:

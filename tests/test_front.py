@@ -96,6 +96,10 @@ async def test_http10_client_gets_a_stream_ended_by_close(
     )
     head, _, rest = raw.partition(b"\r\n\r\n")
     assert b"Transfer-Encoding" not in head  # HTTP/1.0 has no chunked framing
+    assert (
+        head.lower().count(b"content-type:") == 1
+    )  # the gateway's SSE headers replace the upstream's
+    assert b"Cache-Control: no-cache\r\n" in head
     assert b"Connection: close" in head
     assert [e["served_by"] for e in sse_payloads(rest)] == ["a", "a", "a"]
     assert rest.endswith(b"data: [DONE]\n\n")
