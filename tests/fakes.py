@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ class FakeUpstream:
     active: int = 0  # inference requests being handled right now
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while active == 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # an inference request came
+    tls: ssl.SSLContext | None = None  # serve https (the DeepSeek cloud is https)
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -61,7 +63,7 @@ class FakeUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def inference(self, path: str = "/v1/chat/completions") -> list[Seen]:
         return [r for r in self.requests if r.path == path]
@@ -75,7 +77,7 @@ class FakeUpstream:
         app.router.add_post("/{tail:.*}", self._inference)
         self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=self.tls)
         await site.start()
         server = site._server
         assert server is not None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 
 import aiohttp
 import pytest
+import trustme
 
 from gateway.app import POOL
 from gateway.upstream import Connection, Pool, target
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
+from tests.test_relay import sse_payloads
 
 CHAT = "/v1/chat/completions"
 
@@ -113,3 +117,43 @@ async def test_a_connection_paused_by_its_client_is_resumed_when_pooled(
         assert len({seen.peer for seen in a.inference()}) == 1
     finally:
         pool.close()
+
+
+@pytest.fixture
+def trusted_ca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> trustme.CA:
+    """A private CA the gateway trusts through SSL_CERT_FILE, as a user with one would set."""
+    ca = trustme.CA()
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    monkeypatch.setenv("SSL_CERT_FILE", str(pem))
+    return ca
+
+
+def _tls_server(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+async def test_https_upstream_streams_through_verified_tls(
+    upstream: UpstreamFactory, gateway: GatewayFactory, trusted_ca: trustme.CA
+) -> None:
+    cloud = await upstream("cloud", tls=_tls_server(trusted_ca))
+    gw = await gateway(registry_for({"id": "cloud", "baseUrl": cloud.url, "apiKey": "sk-x"}))
+    resp = await gw.post(CHAT, json={"model": "cloud/m", "stream": True})
+    assert resp.status == 200
+    assert [e["served_by"] for e in sse_payloads(await resp.read())] == ["cloud"] * 3
+    assert cloud.inference()[0].headers["Authorization"] == "Bearer sk-x"
+
+
+async def test_https_upstream_with_an_untrusted_certificate_is_refused(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    cloud = await upstream("cloud", tls=_tls_server(trustme.CA()))  # a CA nobody trusts
+    gw = await gateway(registry_for({"id": "cloud", "baseUrl": cloud.url, "apiKey": "sk-x"}))
+    resp = await gw.post(CHAT, json={"model": "cloud/m"})
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert "sk-x" not in error["message"]
+    assert cloud.inference() == []
