@@ -80,25 +80,22 @@ class Inference:
             request.path,
         )
         try:
-            await self._serve(request, reply, record)
+            try:
+                await self._serve(request, reply, record)
+            except asyncio.CancelledError:
+                record.disconnected = True  # the client hung up
+                raise
+            except GatewayError:
+                raise
+            except Exception:
+                log.exception("unhandled_error", request_id=record.request_id, path=request.path)
+                message = f"internal error (request {record.request_id})"
+                raise GatewayError(500, "internal_error", message) from None
         except GatewayError as err:
             record.error = err.code
             record.status = err.status
             if not reply.started:
                 reply.error(err, b"X-Request-Id: %b\r\n" % record.request_id.encode())
-        except asyncio.CancelledError:
-            record.disconnected = True  # the client hung up
-            raise
-        except Exception:
-            log.exception("unhandled_error", request_id=record.request_id, path=request.path)
-            record.error = "internal_error"
-            record.status = 500
-            if not reply.started:
-                reply.error(
-                    GatewayError(
-                        500, "internal_error", f"internal error (request {record.request_id})"
-                    )
-                )
         finally:
             duration_s = record.finish()
             log_request(record.fields())
