@@ -92,7 +92,6 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_seen = False
-        self._length: int | None = None
         self._framed = True  # False: the body ends when the connection does (no length, no chunks)
 
     # -- the pool's side
@@ -177,15 +176,21 @@ class Connection(asyncio.Protocol):
         if chunked:
             length = None
         self._framed = chunked or length is not None
-        self._length = length
+        status = parser.get_status_code()
+        if status < 200:  # an interim reply (103 Early Hints...): the real one follows
+            return
         if self.sink is not None:
-            self.sink.on_head(parser.get_status_code(), self._headers, length)
+            self.sink.on_head(status, self._headers, length)
 
     def on_body(self, body: bytes) -> None:
         if self.sink is not None:
             self.sink.on_data(body)
 
     def on_message_complete(self) -> None:
+        if self._parser.get_status_code() < 200:
+            self._head_seen = False
+            self._headers = []
+            return
         sink, self.sink = self.sink, None
         reusable = self._framed and self._parser.should_keep_alive()
         if sink is not None:

@@ -157,3 +157,30 @@ async def test_https_upstream_with_an_untrusted_certificate_is_refused(
     assert error["code"] == "upstream_unreachable"
     assert "sk-x" not in error["message"]
     assert cloud.inference() == []
+
+
+async def test_an_interim_1xx_reply_is_skipped(gateway: GatewayFactory) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        body = b'{"served_by":"hinted"}'
+        writer.write(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        gw = await gateway(registry_for({"id": "h", "baseUrl": f"http://127.0.0.1:{port}"}))
+        resp = await gw.post(CHAT, json={"model": "h/m"})
+        assert resp.status == 200
+        assert await resp.json() == {"served_by": "hinted"}
+        assert "Link" not in resp.headers
+    finally:
+        server.close()
+        await server.wait_closed()
