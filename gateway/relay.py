@@ -16,7 +16,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from gateway.errors import GatewayError, from_upstream
-from gateway.front import Reply
+from gateway.message import Reply
 from gateway.reqlog import RequestLog
 from gateway.upstream import (
     Connection,

@@ -18,7 +18,8 @@ from aiohttp import web
 from gateway import logging as gwlogging
 from gateway.app import POOL, SETTINGS, STREAMS
 from gateway.errors import GatewayError
-from gateway.front import Front, Incoming, Reply
+from gateway.front import Front
+from gateway.message import Incoming, Reply
 from gateway.middleware import API_KEYS, METRICS
 from gateway.relay import HOP, Exchange, Timing, header_lines, relay
 from gateway.routes.inference import INFERENCE_PATHS, Inference

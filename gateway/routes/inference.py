@@ -11,9 +11,9 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import GatewayError
-from gateway.front import Incoming, Reply
 from gateway.lanes import Lanes
 from gateway.logging import log_request
+from gateway.message import Incoming, Reply
 from gateway.metrics import Metrics
 from gateway.middleware import check_key, request_id
 from gateway.registry import RegistryBox
