@@ -57,6 +57,12 @@ class GatewayError(Exception):
             }
         }
 
+    def response_headers(self) -> dict[str, str]:
+        """Headers an error response carries besides its body's Content-Type."""
+        if self.status == 401:
+            return {**self.headers, "WWW-Authenticate": "Bearer"}
+        return self.headers
+
     def json_bytes(self) -> bytes:
         return orjson.dumps(self.envelope())
 
@@ -66,11 +72,12 @@ class GatewayError(Exception):
 
 
 def error_response(err: GatewayError) -> web.Response:
-    headers = dict(err.headers)
-    if err.status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
+    """The control plane's (aiohttp) rendering; the front's is `message.Reply.error`."""
     return web.Response(
-        status=err.status, body=err.json_bytes(), content_type="application/json", headers=headers
+        status=err.status,
+        body=err.json_bytes(),
+        content_type="application/json",
+        headers=err.response_headers(),
     )
 
 

@@ -26,6 +26,7 @@ from gateway.reqlog import RequestLog
 from gateway.upstream import Connection
 
 MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 256
 MAX_PIPELINED = 8  # requests queued on one connection before it stops reading
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -143,6 +144,8 @@ class FrontConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
         self._grow_head(len(name) + len(value))
+        if len(self._headers) > MAX_HEADERS:
+            self._stop(GatewayError(431, "headers_too_large", f"more than {MAX_HEADERS} headers"))
 
     def on_headers_complete(self) -> None:
         length = 0  # llhttp has checked the value: digits only, one value

@@ -144,9 +144,7 @@ class Reply:
         """A complete error response in the OpenAI envelope (only before `start`)."""
         body = err.json_bytes()
         lines = b"Content-Type: application/json\r\n" + extra
-        if err.status == 401:
-            lines += b"WWW-Authenticate: Bearer\r\n"
-        for name, value in err.headers.items():
+        for name, value in err.response_headers().items():
             lines += f"{name}: {value}\r\n".encode("latin-1")
         self.start(err.status, lines, len(body))
         self.write(body)

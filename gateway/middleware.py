@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import GatewayError, error_response, from_http_exception
+from gateway.logging import log_request
 from gateway.metrics import Metrics
 from gateway.reqlog import REQUEST_LOG, RequestLog
 
@@ -63,7 +64,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     finally:
         duration_s = record.finish()
-        log.info("request", **record.fields())
+        log_request(record.fields())  # the same line, same path, as the front's requests
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         request.app[METRICS].observe(record, route, duration_s)

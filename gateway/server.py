@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway import logging as gwlogging
 from gateway.app import POOL, SETTINGS, STREAMS
 from gateway.errors import GatewayError
-from gateway.front import Front
+from gateway.front import MAX_HEAD_BYTES, MAX_HEADERS, Front
 from gateway.message import Incoming, Reply
 from gateway.middleware import API_KEYS, METRICS
 from gateway.relay import HOP, Exchange, Timing, header_lines, relay
@@ -99,6 +99,10 @@ async def start(app: web.Application, host: str, port: int) -> Running:
         access_log=None,
         handler_cancellation=True,  # a client that hangs up cancels its control request
         shutdown_timeout=5.0,  # after the app's own drain (GATEWAY_SHUTDOWN_GRACE_S)
+        # whatever head the front accepted, aiohttp accepts too (else its plain-text 400)
+        max_line_size=MAX_HEAD_BYTES,
+        max_field_size=MAX_HEAD_BYTES,
+        max_headers=MAX_HEADERS,
     )
     await runner.setup()
     sockdir = Path(tempfile.mkdtemp(prefix="boocode-gateway-"))  # 0700: only this user

@@ -133,3 +133,17 @@ async def test_idle_connection_is_closed_after_the_keepalive_timeout(
     rest = await asyncio.wait_for(reader.read(), 5)  # ...then the idle connection is closed
     assert rest.endswith(b"}")  # after the complete reply
     writer.close()
+
+
+async def test_any_head_the_front_accepts_the_control_plane_accepts(
+    gateway: GatewayFactory,
+) -> None:
+    gw = await gateway(registry_for({"id": "a", "baseUrl": "http://127.0.0.1:9"}))
+    big = b"Cookie: " + b"c" * 20_000 + b"\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+    raw = await exchange(
+        gw, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + big + b"\r\n"
+    )
+    assert raw.startswith(b"HTTP/1.1 200 ")  # not aiohttp's plain-text 400
+    raw = await exchange(gw, chat(b"".join(b"X-H%d: v\r\n" % i for i in range(300))))
+    assert raw.startswith(b"HTTP/1.1 431 ")
+    assert envelope(raw)["code"] == "headers_too_large"
