@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway import logging as gwlogging
 from gateway.catalog import Catalog
-from gateway.config import ConfigError, Settings, env_names, load_settings
+from gateway.config import OTHER_ENV, ConfigError, Settings, env_names, load_settings
 from gateway.registry import Registry, RegistryBox, RegistryError, load_registry
 
 EXIT_CONFIG = 2
@@ -32,13 +32,7 @@ def _env_help() -> str:
     lines = ["environment (flags override):"]
     for name, field in Settings.model_fields.items():
         lines.append(f"  {names[name]:<26} {field.description} (default: {field.default!r})")
-    lines += [
-        "  LLAMA_SWAP_URL             No registry file: the one llama-swap/llama-server to use.",
-        "  LLAMA_SIDECAR_URL          No registry file: its sidecar.",
-        "  LLAMA_PROVIDER_ID          No registry file: its provider id (default 'local').",
-        "  DEEPSEEK_API_KEY           Adds provider 'deepseek' unless one is listed.",
-        "  DEEPSEEK_BASE_URL          Its base URL (default https://api.deepseek.com).",
-    ]
+    lines += [f"  {var:<26} {meaning}" for var, meaning in OTHER_ENV.items()]
     return "\n".join(lines)
 
 
@@ -84,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
         help="write the fleet into opencode's or Pi's config",
         description="Write provider boocode-local (one model per composite id, from the live "
         "catalog) into the agent's config, keeping everything else in the file. Atomic, with a "
-        "backup (<file>.bak). Values you edited on boocode-local models survive a re-sync.",
+        "backup (<file>.bak). Values you edited on boocode-local models survive a re-sync. "
+        "With --base-url (or GATEWAY_URL) the fleet comes from that gateway, sent the first "
+        "key of GATEWAY_API_KEYS; without, from this machine's registry.",
     )
     sync.add_argument("agent", choices=["opencode", "pi"])
     sync.add_argument(
@@ -93,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
         help="config file (default: ~/.config/opencode/opencode.json or ~/.pi/agent/models.json)",
     )
     sync.add_argument(
-        "--base-url", help="the gateway URL the agent should use (default: from GATEWAY_HOST/PORT)"
+        "--base-url",
+        help="the gateway the agent should use; the fleet is read from its /api/models "
+        "(default: GATEWAY_URL; without either, this machine's registry at GATEWAY_HOST/PORT)",
     )
     sync.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     sub.add_parser(
@@ -232,27 +230,31 @@ async def _probe(settings: Settings, registry: Registry) -> Catalog:
 
 
 async def sync(settings: Settings, registry: Registry, args: argparse.Namespace) -> int:
+    """Write the fleet into an agent's config: the fleet of the gateway at --base-url /
+    GATEWAY_URL when given (its /api/models), else this machine's registry, probed here."""
     from gateway.sync.files import SyncError
+    from gateway.sync.remote import fetch_fleet
     from gateway.sync.run import TARGETS, fleet_of, normalize_base_url, public_base_url, sync_file
 
-    catalog = await _probe(settings, registry)
-    for state in catalog.states():
-        if state.last_error is not None:
-            print(
-                f"warning: {state.provider.id}: {state.last_error} (its existing entries are kept)",
-                file=sys.stderr,
-            )
-    base_url = normalize_base_url(args.base_url) if args.base_url else public_base_url(settings)
-    path = args.config or TARGETS[args.agent][0]
+    api_key = settings.api_keys[0] if settings.api_keys else None
+    remote = args.base_url or os.environ.get("GATEWAY_URL", "").strip()
     try:
-        result = sync_file(
-            args.agent,
-            path,
-            fleet_of(catalog),
-            base_url,
-            settings.api_keys[0] if settings.api_keys else None,
-            dry_run=args.dry_run,
-        )
+        if remote:
+            base_url = normalize_base_url(remote)
+            fleet, warnings = await fetch_fleet(base_url, api_key)
+        else:
+            base_url = public_base_url(settings)
+            catalog = await _probe(settings, registry)
+            fleet = fleet_of(catalog)
+            warnings = [
+                f"{s.provider.id}: {s.last_error} (its existing entries are kept)"
+                for s in catalog.states()
+                if s.last_error is not None
+            ]
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        path = args.config or TARGETS[args.agent][0]
+        result = sync_file(args.agent, path, fleet, base_url, api_key, dry_run=args.dry_run)
     except (SyncError, OSError) as exc:
         print(f"boocode-gateway sync: {exc}", file=sys.stderr)
         return 1

@@ -138,6 +138,18 @@ class Settings(BaseModel):
         return value
 
 
+# Read where they are used rather than by Settings: the registry's fallbacks, the demo, sync.
+OTHER_ENV: dict[str, str] = {
+    "LLAMA_SWAP_URL": "No registry file: the one llama-swap/llama-server to use.",
+    "LLAMA_SIDECAR_URL": "No registry file: its sidecar.",
+    "LLAMA_PROVIDER_ID": "No registry file: its provider id (default 'local').",
+    "DEEPSEEK_API_KEY": "Adds provider 'deepseek' unless one is listed.",
+    "DEEPSEEK_BASE_URL": "Its base URL (default https://api.deepseek.com).",
+    "LLAMA_SERVER_PATH": "demo: run this llama-server instead of the prebuilt one.",
+    "GATEWAY_URL": "sync: the gateway whose fleet to write (as --base-url).",
+}
+
+
 def env_names() -> dict[str, str]:
     """Setting name -> environment variable."""
     out: dict[str, str] = {}

@@ -68,9 +68,9 @@ def test_serve_with_nothing_configured_starts_and_says_what_to_set(tmp_path: Pat
 
 
 async def test_help_lists_every_environment_variable(tmp_path: Path) -> None:
-    from gateway.config import env_names
+    from gateway.config import OTHER_ENV, env_names
 
     code, out = await run_cli("serve", "--help", env={}, cwd=tmp_path)
     assert code == 0
-    for var in env_names().values():
+    for var in [*env_names().values(), *OTHER_ENV]:
         assert var in out

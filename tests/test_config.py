@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, env_names, load_settings
+from gateway.config import OTHER_ENV, ConfigError, env_names, load_settings
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -55,3 +55,11 @@ def test_readme_documents_every_setting_with_its_default() -> None:
                 int(default) if isinstance(default, float) and default.is_integer() else default
             )
             assert shown in row[1], f"{var}: README says {row[1]!r}, default is {shown!r}"
+
+
+def test_readme_names_only_variables_that_exist() -> None:
+    known = set(env_names().values()) | set(OTHER_ENV)
+    mentioned = set(re.findall(r"\b((?:GATEWAY|LLAMA|DEEPSEEK)_[A-Z0-9_]*[A-Z0-9])\b", README))
+    assert mentioned - known == set(), "the README mentions variables the gateway never reads"
+    for var in OTHER_ENV:
+        assert re.search(rf"^\| `{var}` \|", README, re.MULTILINE), f"{var}: no README row"

@@ -1,7 +1,8 @@
-"""The deploy files: what they promise, and a systemd verify where systemd-analyze exists."""
+"""The deploy files: what they promise, and `systemd-analyze verify` (./dev test installs it)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,8 @@ def test_unit_is_hardened_and_reloads_with_sighup() -> None:
 
 def test_unit_passes_systemd_verify(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
+        if os.environ.get("CI"):  # ./dev test installs it (Debian's systemd)
+            raise AssertionError("systemd-analyze is missing in CI")
         pytest.skip("systemd-analyze is not installed")
     exe = Path(sys.executable).with_name("boocode-gateway")
     unit = tmp_path / "boocode-gateway.service"

@@ -59,6 +59,28 @@ async def _favorites(gw: Any) -> list[str]:
     return ids
 
 
+async def test_favorites_of_a_machine_that_stopped_answering_are_hidden_at_once(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    """The smoke matrix: star models on two providers, refresh, unplug one, refresh."""
+    a = await upstream("a", models=["qwen3"])
+    b = await upstream("b", models=["qwen3"])
+    gw = await gateway(registry_for({"id": "a", "baseUrl": a.url}, {"id": "b", "baseUrl": b.url}))
+    await gw.patch("/api/settings", json={"favorite_models": ["a/qwen3", "b/qwen3"]})
+    assert await _favorites(gw) == ["a/qwen3", "b/qwen3"]
+    b.down = True
+    await catalog_of(gw).refresh()
+    body = await (await gw.get("/api/models?favorites=1")).json()
+    assert body["providers"][1]["status"] == "stale"  # still listed, within the offline window
+    assert [m["id"] for m in body["providers"][1]["models"]] == ["b/qwen3"]
+    assert [m["id"] for m in body["favorites"]] == ["a/qwen3"]  # but not offered as a favorite
+    stored = (await (await gw.get("/api/settings")).json())["favorite_models"]
+    assert stored == ["a/qwen3", "b/qwen3"]  # hidden, not deleted
+    b.down = False
+    await catalog_of(gw).refresh()
+    assert await _favorites(gw) == ["a/qwen3", "b/qwen3"]
+
+
 async def test_favorites_hidden_while_offline_and_never_deleted(
     upstream: UpstreamFactory, gateway: GatewayFactory
 ) -> None:

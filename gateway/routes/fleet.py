@@ -1,5 +1,9 @@
 """GET /api/models: the fleet as it is now, grouped by provider; `?favorites=1` adds favorites.
 
+Favorites are shown for providers that answered their last refresh (`online`) only; a provider
+that stopped answering keeps its models listed (`stale`, then `offline`) but its favorites are
+hidden at once — never deleted.
+
 Local machines come first, then cloud providers (`group`), each group in registry order.
 Nothing secret is shown: no keys, and errors are the gateway's own messages.
 """
@@ -57,6 +61,7 @@ async def api_models(request: web.Request) -> web.Response:
     }
     if request.query.get("favorites") in ("1", "true", "yes"):
         wanted = (await request.app[SETTINGS_STORE].read()).get("favorite_models", [])
-        available = {m["id"]: m for p in providers if p["status"] != "offline" for m in p["models"]}
+        # only machines that answer now: a stale one's favorite would answer 502
+        available = {m["id"]: m for p in providers if p["status"] == "online" for m in p["models"]}
         body = {"favorites": [available[f] for f in wanted if f in available], **body}
     return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -23,6 +23,11 @@ class SyncModel:
     def provider(self) -> str:
         return self.id.split("/", 1)[0]
 
+    @classmethod
+    def of(cls, composite_id: str, wire: str, label: str, context: int | None) -> SyncModel:
+        """A model as the agents list it: `<wire> (<machine label>)`, with a reply budget."""
+        return cls(composite_id, f"{wire} ({label})", context, output_budget(context))
+
 
 def output_budget(context: int | None) -> int | None:
     """A reply budget that leaves room for the prompt: a quarter of the window, within bounds."""
@@ -44,14 +49,7 @@ def fleet_from(states: Iterable[ProviderState], current: Iterable[str]) -> Fleet
     states = list(states)
     for state in states:
         for m in state.models:
-            models.append(
-                SyncModel(
-                    id=m.id,
-                    name=f"{m.wire} ({state.provider.label})",
-                    context=m.context_window,
-                    output=output_budget(m.context_window),
-                )
-            )
+            models.append(SyncModel.of(m.id, m.wire, state.provider.label, m.context_window))
     return Fleet(
         models=tuple(models),
         answered=frozenset(current),

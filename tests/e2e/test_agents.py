@@ -24,10 +24,16 @@ REPLY_TOKENS = 24  # hand-tuned below: a short reply keeps a CPU-only run quick
 
 @pytest.fixture(scope="module")
 def agent_home(real_gateway_process: RealGateway, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway HOME: both configs synced from the gateway, hand-tuned, then re-synced."""
+    """A throwaway HOME: both configs synced from the gateway, hand-tuned, then re-synced.
+
+    The sync runs as on another machine of the network: it cannot see the gateway's registry
+    (not in its environment, not under its working directory) and learns the fleet from the
+    gateway's /api/models via --base-url."""
     home = tmp_path_factory.mktemp("home")
     (home / ".npmrc").write_text("registry=http://127.0.0.1:9/\n")  # keep npm look-ups local
-    env = {**os.environ, **real_gateway_process.env, "HOME": str(home)}
+    env = {**os.environ, "HOME": str(home)}
+    for var in (*real_gateway_process.env, "LLAMA_SWAP_URL", "GATEWAY_URL"):
+        env.pop(var, None)
 
     def sync(agent: str) -> None:
         subprocess.run(
