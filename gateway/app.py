@@ -15,16 +15,16 @@ from aiohttp import web
 from gateway import middleware
 from gateway.catalog import Catalog
 from gateway.config import Settings
+from gateway.edge.relay import Streams, Timing
+from gateway.edge.upstream import Pool
 from gateway.lanes import Lanes
 from gateway.metrics import Metrics
 from gateway.registry import Registry, RegistryBox
-from gateway.relay import Streams, Timing
 from gateway.reload import Reloader
 from gateway.routes import fleet, health, inference, models, page
 from gateway.routes import settings as settings_routes
 from gateway.settings_store import DB_NAME, SettingsStore
 from gateway.sync.run import AutoSync
-from gateway.upstream import Pool
 
 log = structlog.get_logger("gateway.app")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -117,6 +117,13 @@ class Settings(BaseModel):
         "request headers, are closed after this many seconds.",
         json_schema_extra={"env": "GATEWAY_KEEPALIVE_TIMEOUT_S"},
     )
+    max_connections: int = Field(
+        4096,
+        ge=1,
+        description="Most client connections at once; at the cap the one idle the longest is "
+        "closed, else a new one gets 503. Lowered to fit the process's file descriptor limit.",
+        json_schema_extra={"env": "GATEWAY_MAX_CONNECTIONS"},
+    )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,
         gt=0,

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-import random
-import re
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.edge.reqlog import RequestLog, request_id
 from gateway.errors import GatewayError, error_response, from_http_exception
+from gateway.keys import PROTECTED, check_key
 from gateway.logging import log_request
 from gateway.metrics import Metrics
-from gateway.reqlog import REQUEST_LOG, RequestLog
 
 log = structlog.get_logger("gateway.request")
 
 API_KEYS = web.AppKey("api_keys", tuple[bytes, ...])
 METRICS = web.AppKey("metrics", Metrics)
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-PROTECTED = ("/v1/", "/api/")
-
-
-def request_id(incoming: str | None) -> str:
-    if incoming and _REQUEST_ID.fullmatch(incoming):
-        return incoming
-    return f"{random.getrandbits(128):032x}"  # an id, not a secret: no syscall per request
+REQUEST_LOG = web.RequestKey("request_log", RequestLog)
 
 
 @web.middleware
@@ -81,19 +72,3 @@ def require_key(request: web.Request) -> None:
     keys = request.app[API_KEYS]
     if keys and request.path.startswith(PROTECTED):
         check_key(keys, request.headers.get("Authorization"), request.headers.get("x-api-key"))
-
-
-def check_key(keys: tuple[bytes, ...], authorization: str | None, x_api_key: str | None) -> None:
-    """When GATEWAY_API_KEYS is set, /v1/* and /api/* need one of them (constant-time compare)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    presented = token.strip() if scheme.lower() == "bearer" and token.strip() else x_api_key
-    if presented is None:
-        raise GatewayError(
-            401, "missing_api_key", "this gateway needs an API key (Authorization: Bearer ...)"
-        )
-    given = presented.encode()
-    matched = False
-    for key in keys:  # compare against every key, so timing says nothing about which matched
-        matched |= hmac.compare_digest(given, key)
-    if not matched:
-        raise GatewayError(401, "invalid_api_key", "the API key is not valid for this gateway")

@@ -9,21 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import structlog
 from aiohttp import web
 
 from gateway import logging as gwlogging
 from gateway.app import POOL, SETTINGS, STREAMS
+from gateway.edge.front import MAX_HEAD_BYTES, MAX_HEADERS, Front
+from gateway.edge.headers import HOP, header_lines
+from gateway.edge.message import Incoming
+from gateway.edge.relay import Exchange, Timing, relay
+from gateway.edge.reply import Reply
+from gateway.edge.reqlog import RequestLog
+from gateway.edge.upstream import Target, unix_target
 from gateway.errors import GatewayError
-from gateway.front import MAX_HEAD_BYTES, MAX_HEADERS, Front
-from gateway.message import Incoming, Reply
+from gateway.keys import KeyCheck
 from gateway.middleware import API_KEYS, METRICS
-from gateway.relay import HOP, Exchange, Timing, header_lines, relay
 from gateway.routes.inference import INFERENCE_PATHS, Inference
-from gateway.upstream import Target, unix_target
+
+log = structlog.get_logger("gateway.server")
+FD_SPARE = 128  # descriptors besides client and upstream connections (files, SQLite, catalog)
 
 # The control plane answers from memory or SQLite; its slowest route waits for the catalog.
 CONTROL_TIMING = Timing(first_byte_s=300.0, idle_s=300.0, keepalive_s=0.0)
@@ -36,7 +46,7 @@ class Edge:
         self.pool = app[POOL]
         self.streams = app[STREAMS]
         self.control = control
-        self.inference = Inference(app, self.pool, app[METRICS], self.streams, app[API_KEYS])
+        self.inference = Inference(app, self.pool, app[METRICS], self.streams)
 
     async def handle(self, request: Incoming, reply: Reply) -> None:
         if request.path in INFERENCE_PATHS:
@@ -49,9 +59,12 @@ class Edge:
         method = b"GET" if request.method == b"HEAD" else request.method
         body = request.body
         head = b"%b %b HTTP/1.1\r\n%bContent-Length: %d\r\n\r\n" % (
-            method, request.url, header_lines(request.headers, HOP), len(body)
+            method, request.target, header_lines(request.headers, HOP), len(body)
         )  # fmt: skip
-        exchange = Exchange(reply, None, CONTROL_TIMING, "gateway", b"", False, self.streams, True)
+        exchange = Exchange(
+            reply=reply, log=None, timing=CONTROL_TIMING, provider_id="gateway", extra=b"",
+            stream=False, streams=self.streams, passthrough=True,
+        )  # fmt: skip
         try:
             await relay(self.pool, self.control, head + body, exchange)
         except GatewayError as err:
@@ -92,6 +105,36 @@ class Running:
         shutil.rmtree(self._sockdir, ignore_errors=True)
 
 
+def _refusals(app: web.Application) -> Callable[[RequestLog], None]:
+    """What the front does with a request it answered itself (malformed, too large, no key):
+    the log line and the request counter, labelled by route only when it is a known one."""
+    metrics = app[METRICS]
+    known = INFERENCE_PATHS | {r.resource.canonical for r in app.router.routes() if r.resource}
+
+    def refused(record: RequestLog) -> None:
+        gwlogging.log_request(record.fields())
+        metrics.observe(record, record.path if record.path in known else "unmatched", 0.0)
+
+    return refused
+
+
+def connection_cap(wanted: int) -> int:
+    """The client-connection cap the file descriptor limit allows: the soft limit is raised
+    toward the hard one; each client may need an upstream connection too, plus some spare."""
+    needed = 2 * wanted + FD_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    cap = max(1, (soft - FD_SPARE) // 2)
+    log.warning("connection_cap_lowered", wanted=wanted, cap=cap, nofile=soft)
+    return cap
+
+
 async def start(app: web.Application, host: str, port: int) -> Running:
     settings = app[SETTINGS]
     runner = web.AppRunner(
@@ -114,6 +157,9 @@ async def start(app: web.Application, host: str, port: int) -> Running:
             max_body_bytes=settings.max_body_bytes,
             body_timeout_s=settings.body_timeout_s,
             keepalive_timeout_s=settings.keepalive_timeout_s,
+            max_connections=connection_cap(settings.max_connections),
+            authorize=KeyCheck(app[API_KEYS]).authorize,
+            refused=_refusals(app),
         )
         bound = await front.listen(host, port)
         gwlogging.attach(front.loop)

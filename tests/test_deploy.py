@@ -30,6 +30,7 @@ def test_unit_is_hardened_and_reloads_with_sighup() -> None:
         "NoNewPrivileges=yes",
         "Restart=on-failure",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        "LimitNOFILE=16384",
     ):
         assert line in lines
 

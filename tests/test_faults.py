@@ -10,8 +10,8 @@ import orjson
 
 from gateway.app import POOL
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
+from tests.edge.test_relay import sse_payloads
 from tests.fakes import GarbageUpstream
-from tests.test_relay import sse_payloads
 
 CHAT = "/v1/chat/completions"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.routes.health import RELOADER
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
-from tests.test_relay import sse_payloads
+from tests.edge.test_relay import sse_payloads
 
 
 def _reloader(gw: Any) -> Any:

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.launcher import free_port
 from tests.conftest import UpstreamFactory, registry_for
-from tests.test_relay import sse_payloads
+from tests.edge.test_relay import sse_payloads
 
 
 @asynccontextmanager

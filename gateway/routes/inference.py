@@ -10,25 +10,18 @@ import orjson
 import structlog
 from aiohttp import web
 
-from gateway.errors import GatewayError
+from gateway.edge.errors import GatewayError
+from gateway.edge.headers import header_lines
+from gateway.edge.message import Incoming
+from gateway.edge.relay import DROP_REQUEST, PROVIDER_HEADER, Exchange, Streams, Timing, relay
+from gateway.edge.reply import Reply
+from gateway.edge.reqlog import RequestLog, request_id
+from gateway.edge.upstream import Pool, target
 from gateway.lanes import Lanes
 from gateway.logging import log_request
-from gateway.message import Incoming, Reply
 from gateway.metrics import Metrics
-from gateway.middleware import check_key, request_id
 from gateway.registry import RegistryBox
-from gateway.relay import (
-    DROP_REQUEST,
-    PROVIDER_HEADER,
-    Exchange,
-    Streams,
-    Timing,
-    header_lines,
-    relay,
-)
-from gateway.reqlog import RequestLog
 from gateway.resolver import resolve
-from gateway.upstream import Pool, target
 
 REGISTRY = web.AppKey("registry", RegistryBox)
 LANES = web.AppKey("lanes", Lanes)
@@ -62,8 +55,9 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], str]:
 class Inference:
     """Everything an inference request needs, taken from the app once."""
 
-    def __init__(self, app: web.Application, pool: Pool, metrics: Metrics, streams: Streams,
-                 api_keys: tuple[bytes, ...]) -> None:  # fmt: skip
+    def __init__(
+        self, app: web.Application, pool: Pool, metrics: Metrics, streams: Streams
+    ) -> None:
         self.registry = app[REGISTRY]
         self.lanes = app[LANES]
         self.timing = app[TIMING]
@@ -71,7 +65,6 @@ class Inference:
         self.pool = pool
         self.metrics = metrics
         self.streams = streams
-        self.api_keys = api_keys
 
     async def serve(self, request: Incoming, reply: Reply) -> None:
         record = RequestLog(
@@ -107,9 +100,7 @@ class Inference:
                 405, "method_not_allowed", f"{request.path} accepts POST only",
                 headers={"Allow": "POST"},
             )  # fmt: skip
-        authorization = _text(request.header(b"authorization"))
-        if self.api_keys:
-            check_key(self.api_keys, authorization, _text(request.header(b"x-api-key")))
+        authorization = _text(request.header(b"authorization"))  # keys: checked on the head
         body = request.body
         payload, model = parse_body(body)
         record.model = model[:200]
@@ -145,8 +136,9 @@ class Inference:
             PROVIDER_HEADER + b": " + provider.id.encode() + b"\r\nX-Request-Id: " + rid + b"\r\n"
         )
         exchange = Exchange(
-            reply, record, timing, provider.id, extra, payload.get("stream") is True, self.streams
-        )
+            reply=reply, log=record, timing=timing, provider_id=provider.id, extra=extra,
+            stream=payload.get("stream") is True, streams=self.streams,
+        )  # fmt: skip
         lane = self.lanes.get(
             provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
         )

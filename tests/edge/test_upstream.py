@@ -11,9 +11,9 @@ import pytest
 import trustme
 
 from gateway.app import POOL
-from gateway.upstream import Connection, Pool, target
+from gateway.edge.upstream import Connection, Pool, target
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
-from tests.test_relay import sse_payloads
+from tests.edge.test_relay import sse_payloads
 
 CHAT = "/v1/chat/completions"
 

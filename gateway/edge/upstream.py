@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 
 import httptools
 
-IDLE_REUSE_S = 30.0  # an idle connection older than this is closed instead of reused
+from gateway.edge.framing import body_allowed
+
+# An idle connection older than this is closed instead of reused: below llama-server's own idle
+# keep-alive limit (cpp-httplib closes after 5 s), so a request is rarely written on a connection
+# the upstream is closing; when it is, the relay retries once on a fresh one.
+IDLE_REUSE_S = 4.0
+MAX_HEAD_BYTES = 64 * 1024  # an upstream's response head, like a client's request head
+MAX_HEADERS = 256
 
 
 class UpstreamClosed(ConnectionError):
@@ -24,7 +31,7 @@ class UpstreamClosed(ConnectionError):
 
 
 class UpstreamBroken(ConnectionError):
-    """The upstream's reply was not valid HTTP."""
+    """The upstream's reply was not valid HTTP, or not the one reply that was asked for."""
 
 
 class UpstreamConnectTimeout(TimeoutError):
@@ -78,7 +85,11 @@ def unix_target(socket_path: str) -> Target:
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive connection; serves one exchange at a time."""
+    """One keep-alive connection, lent to one exchange at a time.
+
+    Each exchange gets a fresh parser, so nothing of one reply's parsing state reaches the
+    next. A connection that delivers bytes nobody asked for — a second response glued to the
+    reply, bytes while idle in the pool — is closed, never reused."""
 
     def __init__(self, pool: Pool, key: tuple[str, str, int]) -> None:
         self.pool = pool
@@ -89,27 +100,43 @@ class Connection(asyncio.Protocol):
         self.lent = False  # handed to an exchange by the pool
         self.paused = False  # reading paused: the client is not keeping up
         self.idle_since = 0.0
-        self._parser = httptools.HttpResponseParser(self)
+        self.uses = 0  # requests written on it
+        self.received = 0  # bytes of the current reply so far
+        self._parser: httptools.HttpResponseParser | None = None
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
         self._head_seen = False
         self._framed = True  # False: the body ends when the connection does (no length, no chunks)
+        self._complete = False  # the one final reply asked for has been parsed
+        self._extra = False  # ...and more bytes followed it
+        self._keep = False  # ...and it may be reused
 
-    # -- the pool's side
+    @property
+    def reused(self) -> bool:
+        """The current request is not the first written on this connection."""
+        return self.uses > 1
+
+    # -- the exchange's side
 
     def send(self, data: bytes, sink: Sink) -> None:
         assert self.transport is not None
         self.sink = sink
-        self._head_seen = False
+        self.uses += 1
+        self.received = 0
+        self._parser = httptools.HttpResponseParser(self)
         self._headers = []
+        self._head_bytes = 0
+        self._head_seen = self._complete = self._extra = self._keep = False
+        self._framed = True
         self.transport.write(data)
 
-    def abandon(self) -> None:
+    def discard(self) -> None:
         """The exchange gave up half-way (client gone, timeout, shutdown): the connection is in
         an unknown state, so it is closed, never reused."""
         self.sink = None
         self.pool.discard(self)
 
-    def abort(self) -> None:
+    def cut(self) -> None:
         self.sink = None
         self.closed = True
         if self.transport is not None:
@@ -132,15 +159,28 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         sink = self.sink
-        if sink is None:  # bytes nobody asked for: this connection is not reusable
+        parser = self._parser
+        if sink is None or parser is None:  # bytes nobody asked for: never reuse this connection
             self.pool.discard(self)
             return
+        self.received += len(data)
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamBroken(f"invalid HTTP from upstream: {exc}"))
+            if not self._complete:
+                self._fail(UpstreamBroken(f"invalid HTTP from upstream: {exc}"))
+                return
+            self._extra = True  # garbage after the reply: it was delivered; this connection dies
+        if self._complete:
+            self._settle()
             return
-        sink.flush()
+        if not self._head_seen:  # a head still open after this read: count it as it arrives
+            self._head_bytes += len(data)  # (httptools buffers an unfinished header line)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(UpstreamBroken(f"response head over {MAX_HEAD_BYTES} bytes"))
+                return
+        if self.sink is not None:  # (the exchange may have let go of it meanwhile)
+            sink.flush()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -159,26 +199,35 @@ class Connection(asyncio.Protocol):
 
     # -- httptools' callbacks
 
+    def on_message_begin(self) -> None:
+        if self._complete:  # a second response nobody asked for
+            self._extra = True
+            raise _Unasked
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_seen:
+            return  # a trailer: never forwarded
         self._headers.append((name, value))
+        if len(self._headers) > MAX_HEADERS:
+            raise _TooManyHeaders
 
     def on_headers_complete(self) -> None:
-        parser = self._parser
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        if status < 200:  # an interim reply (103 Early Hints...): the real one follows
+            return
         self._head_seen = True
         length: int | None = None
         chunked = False
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"content-length":
-                length = int(value)
+                length = int(value)  # llhttp has checked it: digits, one value
             elif lower == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
         if chunked:
             length = None
-        self._framed = chunked or length is not None
-        status = parser.get_status_code()
-        if status < 200:  # an interim reply (103 Early Hints...): the real one follows
-            return
+        self._framed = chunked or length is not None or not body_allowed(status)
         if self.sink is not None:
             self.sink.on_head(status, self._headers, length)
 
@@ -187,25 +236,38 @@ class Connection(asyncio.Protocol):
             self.sink.on_data(body)
 
     def on_message_complete(self) -> None:
-        if self._parser.get_status_code() < 200:
-            self._head_seen = False
+        if not self._head_seen:  # the end of an interim reply
             self._headers = []
             return
-        sink, self.sink = self.sink, None
-        reusable = self._framed and self._parser.should_keep_alive()
+        assert self._parser is not None
+        self._complete = True
+        self._keep = self._framed and self._parser.should_keep_alive()  # asked now: llhttp
+        sink, self.sink = self.sink, None  # resets its flags once the callback returns
         if sink is not None:
             sink.on_end()
             sink.flush()
-        if reusable and not self.closed:
-            self.pool.release(self)
-        else:
+
+    def _settle(self) -> None:
+        """After the read that completed the reply: keep the connection only when it delivered
+        exactly the reply asked for and may be reused."""
+        if self._extra or self.closed or not self._keep:
             self.pool.discard(self)
+        else:
+            self.pool.release(self)
 
     def _fail(self, exc: Exception) -> None:
         sink, self.sink = self.sink, None
         self.pool.discard(self)
         if sink is not None:
             sink.on_fail(exc)
+
+
+class _Unasked(Exception):
+    """Raised in a parser callback: bytes of a response nobody asked for."""
+
+
+class _TooManyHeaders(Exception):
+    """Raised in a parser callback: more than MAX_HEADERS header lines."""
 
 
 class Pool:
@@ -224,37 +286,43 @@ class Pool:
             loop = self._loop = asyncio.get_running_loop()
         return loop.time()
 
-    async def acquire(self, where: Target) -> Connection:
+    async def acquire(self, where: Target, *, fresh: bool = False) -> Connection:
+        """A connection to `where`: the newest idle one, or a new one (always when `fresh`)."""
         idle = self._idle.get(where.key)
-        if idle:
+        if idle and not fresh:
             now = self._now()
             while idle:
                 conn = idle.pop()
                 if not conn.closed and now - conn.idle_since < IDLE_REUSE_S:
                     return self._lend(conn)
-                conn.abort()
+                conn.cut()
         return self._lend(await self._connect(where))
 
     def _lend(self, conn: Connection) -> Connection:
+        assert not conn.lent, "a lent connection is never lent again"
         conn.lent = True
         self.busy += 1
         return conn
 
     def release(self, conn: Connection) -> None:
-        """The reply ended cleanly: keep the connection for the next request."""
-        if conn.lent:
-            conn.lent = False
-            self.busy -= 1
+        """The reply ended cleanly: keep the connection for the next request. Only a lent,
+        open connection comes back, and only once."""
+        if not conn.lent or conn.closed:
+            self.discard(conn)
+            return
+        conn.lent = False
+        self.busy -= 1
         conn.resume()  # a slow client may have paused it just as the reply ended
         conn.idle_since = self._now()
         self._idle.setdefault(conn.key, []).append(conn)
 
     def discard(self, conn: Connection) -> None:
-        """Close a connection that cannot be reused (failed, abandoned or closed by the peer)."""
+        """Close a connection that cannot be reused (failed, abandoned, closed by the peer, or
+        it sent bytes nobody asked for)."""
         if conn.lent:
             conn.lent = False
             self.busy -= 1
-        conn.abort()
+        conn.cut()
 
     def idle_count(self) -> int:
         return sum(1 for conns in self._idle.values() for c in conns if not c.closed)
@@ -262,7 +330,7 @@ class Pool:
     def close(self) -> None:
         for conns in self._idle.values():
             for conn in conns:
-                conn.abort()
+                conn.cut()
         self._idle.clear()
 
     async def _connect(self, where: Target) -> Connection:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import random
+import re
 import time
 from dataclasses import dataclass, field
 
-from aiohttp import web
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(incoming: str | None) -> str:
+    """The client's X-Request-Id when it is sane, else a new one."""
+    if incoming and _REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return f"{random.getrandbits(128):032x}"  # an id, not a secret: no syscall per request
 
 
 @dataclass(slots=True)
@@ -49,6 +58,3 @@ class RequestLog:
             "disconnected": self.disconnected,
             "error": self.error,
         }
-
-
-REQUEST_LOG = web.RequestKey("request_log", RequestLog)

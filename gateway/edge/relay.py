@@ -8,6 +8,10 @@ Timeouts: connect (the pool's), first byte (per provider: a model swap can take 
 idle between chunks; no total limit. For `stream: true` requests the gateway sends `: keep-alive`
 SSE comments while the upstream is silent. All of it runs on one timer per exchange that is only
 re-armed when it fires, so a chunk costs a clock read, not timer work.
+
+A request written on a pooled connection that the upstream closed before sending a byte (it
+closed its idle keep-alive connection as the request went out) is sent once more, on a new
+connection; any other failure is the client's answer.
 """
 
 from __future__ import annotations
@@ -15,14 +19,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from gateway.errors import GatewayError, from_upstream
-from gateway.message import Reply
-from gateway.reqlog import RequestLog
-from gateway.upstream import (
-    Connection,
-    Pool,
-    Target,
-)
+from gateway.edge.errors import GatewayError, upstream_error
+from gateway.edge.headers import HOP, header_lines
+from gateway.edge.reply import Reply
+from gateway.edge.reqlog import RequestLog
+from gateway.edge.upstream import Connection, Pool, Target, UpstreamClosed
 
 PROVIDER_HEADER = b"X-Gateway-Provider"
 KEEPALIVE = b": keep-alive\n\n"
@@ -31,15 +32,8 @@ SSE_LINES = (
 )
 REFUSED_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE error event
 
-# Headers that belong to one hop, or that the gateway sets itself.
-HOP = frozenset(
-    {
-        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-        b"trailer", b"transfer-encoding", b"upgrade", b"content-length", b"expect",
-    }
-)  # fmt: skip
 DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
-DROP_RESPONSE = HOP | {b"date", b"server", b"set-cookie", b"x-request-id"}
+DROP_RESPONSE = HOP | {b"date", b"server", b"set-cookie", b"x-request-id", b"x-gateway-provider"}
 DROP_RESPONSE_SSE = DROP_RESPONSE | {b"content-type", b"cache-control", b"x-accel-buffering"}
 
 
@@ -66,38 +60,26 @@ class Streams:
             exchange.fail(err)
 
 
-def header_lines(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> bytes:
-    return b"".join(
-        [name + b": " + value + b"\r\n" for name, value in headers if name.lower() not in drop]
-    )
+class _Resend(Exception):
+    """The reused connection closed before a byte of the reply: send the request again."""
 
 
 class Exchange:
-    """The `Sink` for one upstream reply: writes it to the client's `Reply`."""
+    """The `Sink` for one upstream reply: writes it to the client's `Reply`.
+
+    Ending: `on_end` (the reply is complete), `fail(err)` (an error response, or a final SSE
+    event, or a cut connection), `cancel()` (the client left; the upstream connection is
+    discarded so the upstream stops)."""
 
     __slots__ = (
-        "_beat_at",
-        "_head",
-        "_last",
-        "_loop",
-        "_passthrough",
-        "_refused_body",
-        "_timer",
-        "conn",
-        "done",
-        "extra",
-        "keepalive_s",
-        "log",
-        "provider_id",
-        "refused",
-        "reply",
-        "sse",
-        "streams",
-        "timing",
+        "_beat_at", "_head", "_last", "_loop", "_passthrough", "_refused_body", "_resent",
+        "_timer", "conn", "done", "extra", "keepalive_s", "log", "provider_id", "refused",
+        "reply", "sse", "streams", "timing",
     )  # fmt: skip
 
     def __init__(
         self,
+        *,
         reply: Reply,
         log: RequestLog | None,
         timing: Timing,
@@ -125,8 +107,11 @@ class Exchange:
         self._timer: asyncio.TimerHandle | None = None
         self._beat_at = 0.0  # the last keep-alive comment
         self._passthrough = passthrough  # control plane: all but hop-by-hop headers go back
+        self._resent = False
 
     def begin(self, conn: Connection, request: bytes) -> None:
+        if self.done.done():  # a second attempt
+            self.done = self._loop.create_future()
         self.conn = conn
         self.streams.active.add(self)
         self.reply.follow(conn)
@@ -190,8 +175,22 @@ class Exchange:
         self._finish()
 
     def on_fail(self, exc: Exception) -> None:
-        self.conn = None  # the connection closed itself
-        self.fail(from_upstream(exc, self.provider_id))
+        conn, self.conn = self.conn, None  # the connection closed itself
+        if (
+            isinstance(exc, UpstreamClosed)
+            and conn is not None
+            and conn.reused
+            and conn.received == 0
+            and not self._resent
+            and not self.done.done()
+        ):
+            self._resent = True
+            self._stop(_Resend())
+            return
+        err = upstream_error(exc, self.provider_id) or GatewayError(
+            502, "upstream_error", f"provider {self.provider_id!r} failed"
+        )
+        self.fail(err)
 
     def flush(self) -> None:
         self.reply.flush()
@@ -204,17 +203,17 @@ class Exchange:
         if self.done.done():
             return
         if self.conn is not None:
-            self.conn.abandon()
+            self.conn.discard()
             self.conn = None
         if not self.reply.started:
-            self._finish(err)  # the handler answers it
+            self._stop(err)  # the handler answers it
             return
         self._end_with_error(err)
 
-    def abandon(self) -> None:
+    def cancel(self) -> None:
         """The client went away: drop the upstream request (the upstream sees the close)."""
         if self.conn is not None:
-            self.conn.abandon()
+            self.conn.discard()
             self.conn = None
         if not self.done.done():
             self._finish()
@@ -222,14 +221,18 @@ class Exchange:
     def _end_with_error(self, err: GatewayError) -> None:
         if self.log is not None:
             self.log.error = err.code
-        if self.sse or self.refused is not None:
-            self.reply.write(err.sse_event())
-            self.reply.end()
+        reply = self.reply
+        if (self.sse or self.refused is not None) and reply.framing.appendable:
+            reply.write(err.sse_event())
+            reply.end()
         else:
-            self.reply.cut()  # a half-sent JSON body cannot carry an error
+            reply.cut()  # a half-sent JSON body, or one of announced length, cannot carry it
         self._finish()
 
-    def _finish(self, err: GatewayError | None = None) -> None:
+    def _finish(self) -> None:
+        self._stop(None)
+
+    def _stop(self, err: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -292,18 +295,24 @@ class Exchange:
 async def relay(pool: Pool, where: Target, request: bytes, exchange: Exchange) -> None:
     """Send `request` on a pooled connection to `where`; returns once the reply is over.
     Raises GatewayError when nothing reached the client yet (the caller answers it)."""
-    try:
-        conn = await pool.acquire(where)
-    except (OSError, TimeoutError) as exc:
-        raise from_upstream(exc, exchange.provider_id) from None
-    if exchange.reply.gone:
-        pool.release(conn)
+    fresh = False
+    while True:
+        try:
+            conn = await pool.acquire(where, fresh=fresh)
+        except (OSError, TimeoutError) as exc:
+            raise upstream_error(exc, exchange.provider_id) or exc from None
+        if exchange.reply.gone:
+            pool.release(conn)
+            return
+        exchange.begin(conn, request)
+        try:
+            await exchange.done
+        except _Resend:
+            fresh = True  # once: a new connection cannot be one the upstream closed while idle
+            continue
+        except asyncio.CancelledError:
+            exchange.cancel()
+            if exchange.log is not None:
+                exchange.log.disconnected = True
+            raise
         return
-    exchange.begin(conn, request)
-    try:
-        await exchange.done
-    except asyncio.CancelledError:
-        exchange.abandon()
-        if exchange.log is not None:
-            exchange.log.disconnected = True
-        raise

@@ -1,0 +1,89 @@
+"""The one error type the edge renders, and the one boundary where a failure talking to an
+upstream (over the edge's own connections) becomes a client-facing error.
+
+Every error a client sees is `{"error": {"message", "type", "param", "code"}}` (the OpenAI
+envelope); nothing else reaches a client.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.edge.upstream import UpstreamBroken, UpstreamClosed, UpstreamConnectTimeout
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class GatewayError(Exception):
+    """An error with its HTTP status and OpenAI `code`."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+    @property
+    def type(self) -> str:
+        return _TYPES.get(self.status, "api_error")
+
+    def envelope(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response_headers(self) -> dict[str, str]:
+        """Headers an error response carries besides its body's Content-Type."""
+        if self.status == 401:
+            return {**self.headers, "WWW-Authenticate": "Bearer"}
+        return self.headers
+
+    def json_bytes(self) -> bytes:
+        return orjson.dumps(self.envelope())
+
+    def sse_event(self) -> bytes:
+        """The final event of a stream that failed after it started."""
+        return b"data: " + self.json_bytes() + b"\n\n"
+
+
+def upstream_error(exc: BaseException, provider_id: str) -> GatewayError | None:
+    """A failure of the edge's own upstream connection as a client-facing error (None: not one
+    of ours). Messages name the provider, never its URL credentials or key."""
+    name = f"provider {provider_id!r}"
+    if isinstance(exc, UpstreamConnectTimeout):
+        return GatewayError(
+            502, "upstream_unreachable", f"{name} did not accept a connection in time"
+        )
+    if isinstance(exc, TimeoutError):
+        return GatewayError(504, "upstream_timeout", f"{name} timed out")
+    if isinstance(exc, UpstreamClosed):
+        return GatewayError(502, "upstream_error", f"{name} closed the connection")
+    if isinstance(exc, UpstreamBroken):
+        return GatewayError(502, "upstream_error", f"{name} sent a broken response")
+    if isinstance(exc, OSError):  # refused, reset, no route, DNS, TLS
+        reason = exc.strerror or type(exc).__name__
+        return GatewayError(502, "upstream_unreachable", f"{name} is unreachable: {reason}")
+    return None

@@ -1,0 +1,57 @@
+"""Header lines that cross the edge: which ones belong to one hop, and rendering the rest.
+
+Every header the edge writes comes from a peer's parsed message (llhttp has refused CR, LF and
+NUL in values) or from `field()`, which checks names and values before they are written.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Headers that belong to one hop (RFC 9110 §7.6.1), or that the edge frames itself.
+HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+        b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+        b"content-length", b"expect",
+    }
+)  # fmt: skip
+_NOT_HOP_TOKENS = frozenset({b"close", b"keep-alive"})
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
+
+
+def header_lines(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> bytes:
+    """`Name: value\\r\\n` for each header not in `drop`, nor named in a `Connection` header
+    (those belong to this hop too). `drop` must include b"connection"."""
+    lines: list[bytes] = []
+    named: list[bytes] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in drop:
+            if lower == b"connection":
+                named.append(value)
+            continue
+        lines.append(name + b": " + value + b"\r\n")
+    if named:
+        tokens = {t.strip().lower() for v in named for t in v.split(b",")} - _NOT_HOP_TOKENS
+        if tokens:  # rare: drop what the Connection header names, too
+            return b"".join(
+                name + b": " + value + b"\r\n"
+                for name, value in headers
+                if name.lower() not in drop and name.lower() not in tokens
+            )
+    return b"".join(lines)
+
+
+def field(name: str, value: str) -> bytes:
+    """One header line of the edge's own (a provider key, a request id): refused with
+    ValueError rather than written when the name is not a token or the value could split
+    the message (CR, LF, NUL, other controls, surrounding whitespace)."""
+    raw_name = name.encode("latin-1")
+    raw_value = value.encode("latin-1")
+    if not _TOKEN.fullmatch(raw_name):
+        raise ValueError(f"not a header name: {name!r}")
+    if _BAD_VALUE.search(raw_value):
+        raise ValueError(f"header {name} has a control character or surrounding whitespace")
+    return raw_name + b": " + raw_value + b"\r\n"
