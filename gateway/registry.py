@@ -281,16 +281,21 @@ def _build(
                     _format_validation("DEEPSEEK_BASE_URL", exc).replace("baseUrl: ", "")
                 ) from None
     providers: dict[str, Provider] = {}
-    for spec in specs:
+    problems: list[str] = []
+    for i, spec in enumerate(specs):
         key = spec.api_key
+        where = f"providers[{i}].apiKey"
         if spec.api_key_env is not None:
-            value = env.get(spec.api_key_env, "")
+            where = f"providers[{i}].apiKeyEnv (${spec.api_key_env})"
+            value = env.get(spec.api_key_env, "").strip()  # a trailing newline is not the key
             if value:
                 key = SecretStr(value)
             else:
                 warnings.append(
                     f"provider {spec.id!r}: ${spec.api_key_env} is not set; no key sent"
                 )
+        if key is not None and not _header_safe(key.get_secret_value()):
+            problems.append(f"{where}: the key has a control character or a space at its ends")
         providers[spec.id] = Provider(
             id=spec.id,
             label=spec.label or spec.id,
@@ -303,6 +308,8 @@ def _build(
             queue_timeout_s=spec.queue_timeout_s,
             first_byte_timeout_s=spec.first_byte_timeout_s,
         )
+    if problems:
+        raise RegistryError(f"{source}: " + "; ".join(problems))
     return Registry(
         providers=providers,
         default_provider=default,
@@ -310,3 +317,8 @@ def _build(
         configured=configured,
         warnings=tuple(warnings),
     )
+
+
+def _header_safe(key: str) -> bool:
+    """A key that can travel in a header line unchanged: no controls, no surrounding space."""
+    return key == key.strip() and not any(c < " " or c == "\x7f" for c in key)

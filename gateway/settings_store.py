@@ -19,6 +19,15 @@ import orjson
 DB_NAME = "settings.sqlite3"
 
 
+MAX_KEYS = 64
+MAX_VALUE_BYTES = 64 * 1024
+MAX_TOTAL_BYTES = 1024 * 1024
+
+
+class SettingsLimit(ValueError):
+    """A change that would take the settings past their bounds; nothing was stored."""
+
+
 class SettingsStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +52,9 @@ class SettingsStore:
 
     def _write(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         encoded = [(key, orjson.dumps(value).decode()) for key, value in changes.items()]
+        for key, value in encoded:
+            if len(value) > MAX_VALUE_BYTES:
+                raise SettingsLimit(f"{key[:64]}: over {MAX_VALUE_BYTES} bytes as JSON")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -51,6 +63,14 @@ class SettingsStore:
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     encoded,
                 )
+                keys, size = self._db.execute(
+                    "SELECT count(*), coalesce(sum(length(value)), 0) FROM settings"
+                ).fetchone()
+                if keys > MAX_KEYS or size > MAX_TOTAL_BYTES:
+                    raise SettingsLimit(
+                        f"at most {MAX_KEYS} settings and {MAX_TOTAL_BYTES} bytes in all "
+                        f"(this change would make {keys} and {size}); nothing was stored"
+                    )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -192,3 +192,26 @@ def test_registry_file_roundtrip(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_bytes(orjson.dumps(_one(label="Box")))
     assert load_registry(path, {}).providers["a"].label == "Box"
+
+
+def test_a_key_from_the_environment_loses_its_trailing_newline() -> None:
+    reg = parse_registry(_one(apiKeyEnv="BOX_KEY"), "t", {"BOX_KEY": "s3cret\n"})
+    key = reg.providers["a"].api_key
+    assert key is not None and key.get_secret_value() == "s3cret"
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "where"),
+    [
+        ({"apiKey": "sk-1\r\nX-Injected: 1"}, {}, "providers[0].apiKey"),
+        ({"apiKey": "sk-1 "}, {}, "providers[0].apiKey"),
+        ({"apiKeyEnv": "K"}, {"K": "sk-1\nHost: evil"}, "providers[0].apiKeyEnv ($K)"),
+    ],
+)  # fmt: skip
+def test_a_key_that_could_split_a_header_is_refused_with_its_field(
+    extra: dict[str, Any], env: dict[str, str], where: str
+) -> None:
+    with pytest.raises(RegistryError) as info:
+        parse_registry(_one(**extra), "t", env)
+    assert f"t: {where}: the key has a control character" in str(info.value)
+    assert "sk-1" not in str(info.value)

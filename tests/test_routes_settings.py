@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from gateway.launcher import free_port
-from gateway.settings_store import DB_NAME
+from gateway.settings_store import DB_NAME, MAX_KEYS, MAX_TOTAL_BYTES, MAX_VALUE_BYTES
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 
 
@@ -85,6 +86,30 @@ async def test_bad_patch_is_400_and_stores_nothing(
         "favorite_models": ["emb/keep"],
         "theme": "dark",
     }
+
+
+async def test_stored_settings_are_bounded_in_size_and_count(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    gw = await _gw(upstream, gateway)
+    await gw.patch("/api/settings", json={"theme": "dark"})
+    big = {"note": "x" * (MAX_VALUE_BYTES + 1)}
+    many = {f"k{i}": i for i in range(MAX_KEYS)}  # with theme: one too many
+    total = {
+        f"t{i}": "y" * (MAX_VALUE_BYTES - 10) for i in range(MAX_TOTAL_BYTES // MAX_VALUE_BYTES + 1)
+    }
+    for body, says in ((big, "note: over"), (many, "at most 64 settings"), (total, "bytes in all")):
+        raw = io.BytesIO(json.dumps(body).encode())  # (aiohttp warns about large raw bodies)
+        resp = await gw.patch(
+            "/api/settings", data=raw, headers={"Content-Type": "application/json"}
+        )
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+        assert error["code"] == "invalid_settings" and says in error["message"]
+        assert await (await gw.get("/api/settings")).json() == {
+            "favorite_models": [],
+            "theme": "dark",
+        }
 
 
 async def test_50_concurrent_patches_never_interleave(

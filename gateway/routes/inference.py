@@ -4,9 +4,7 @@ relay bytes. Also the one log line and the metrics of each inference request."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import orjson
 import structlog
 from aiohttp import web
 
@@ -17,6 +15,7 @@ from gateway.edge.relay import DROP_REQUEST, PROVIDER_HEADER, Exchange, Streams,
 from gateway.edge.reply import Reply
 from gateway.edge.reqlog import RequestLog, request_id
 from gateway.edge.upstream import Pool, target
+from gateway.jsonbody import parse_body
 from gateway.lanes import Lanes
 from gateway.logging import log_request
 from gateway.metrics import Metrics
@@ -32,24 +31,6 @@ INFERENCE_PATHS = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/responses"}
 )
 log = structlog.get_logger("gateway.request")
-
-
-def parse_body(raw: bytes) -> tuple[dict[str, Any], str]:
-    """The JSON object and its `model`, or a 400 saying what is wrong."""
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise GatewayError(400, "invalid_body", "request body must be a JSON object")
-    model = payload.get("model")
-    if model is None:
-        raise GatewayError(400, "missing_model", "request body has no 'model'", param="model")
-    if not isinstance(model, str):
-        raise GatewayError(400, "invalid_model", "'model' must be a string", param="model")
-    if not model.strip():
-        raise GatewayError(400, "invalid_model", "'model' must not be empty", param="model")
-    return payload, model
 
 
 class Inference:
@@ -101,8 +82,8 @@ class Inference:
                 headers={"Allow": "POST"},
             )  # fmt: skip
         authorization = _text(request.header(b"authorization"))  # keys: checked on the head
-        body = request.body
-        payload, model = parse_body(body)
+        parsed = parse_body(request.body)
+        model = parsed.model
         record.model = model[:200]
         route = resolve(
             self.registry.current,
@@ -114,9 +95,7 @@ class Inference:
         provider = route.provider
         record.provider = provider.id
         record.wire_model = route.wire_model
-        if route.wire_model != model:
-            payload["model"] = route.wire_model
-            body = orjson.dumps(payload)
+        body = parsed.raw if route.wire_model == model else parsed.with_model(route.wire_model)
         defaults = self.timing
         timing = Timing(
             provider.first_byte_timeout_s or defaults.first_byte_s, defaults.idle_s,
@@ -137,7 +116,7 @@ class Inference:
         )
         exchange = Exchange(
             reply=reply, log=record, timing=timing, provider_id=provider.id, extra=extra,
-            stream=payload.get("stream") is True, streams=self.streams,
+            stream=parsed.payload.get("stream") is True, streams=self.streams,
         )  # fmt: skip
         lane = self.lanes.get(
             provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s

@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway import favorites
 from gateway.errors import GatewayError
 from gateway.routes.inference import REGISTRY
-from gateway.settings_store import SettingsStore
+from gateway.settings_store import SettingsLimit, SettingsStore
 
 SETTINGS_STORE = web.AppKey("settings_store", SettingsStore)
 _KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -45,4 +45,7 @@ async def patch_settings(request: web.Request) -> web.Response:
         body["favorite_models"] = favorites.normalize(
             body["favorite_models"], request.app[REGISTRY].current
         )
-    return _render(await request.app[SETTINGS_STORE].update(body))
+    try:
+        return _render(await request.app[SETTINGS_STORE].update(body))
+    except SettingsLimit as exc:
+        raise GatewayError(400, "invalid_settings", str(exc)) from None

@@ -1,0 +1,100 @@
+"""An inference request's JSON body: parsed once, its `model` found, and rewritten in place.
+
+The upstream must see exactly what the gateway routed by, and nothing else changed:
+- a body whose top-level object has `model` twice is refused (the gateway would route by the
+  last, llama-swap reads the first);
+- the model is replaced by splicing the new JSON string over the old one in the raw bytes, so
+  every other byte — integers past 64 bits, float digits, key order, spacing — goes upstream
+  exactly as the client sent it (re-encoding parsed JSON would turn 2**64 into 1.8e19).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.errors import GatewayError
+
+# Every spelling of the key "model" (a letter may be a \u escape), then the colon.
+_MODEL_KEY = re.compile(
+    rb'"(?:m|\\u006[dD])(?:o|\\u006[fF])(?:d|\\u0064)(?:e|\\u0065)(?:l|\\u006[cC])"\s*:\s*'
+)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]', re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    payload: dict[str, Any]
+    model: str
+    raw: bytes
+    span: tuple[int, int]  # where the model's JSON string sits in `raw`
+
+    def with_model(self, wire: str) -> bytes:
+        """The raw body with only the model replaced."""
+        start, end = self.span
+        return self.raw[:start] + orjson.dumps(wire) + self.raw[end:]
+
+
+def parse_body(raw: bytes) -> Body:
+    """The JSON object, its `model` and where it sits; or a 400 saying what is wrong."""
+    payload = _loads(raw)
+    if not isinstance(payload, dict):
+        raise GatewayError(400, "invalid_body", "request body must be a JSON object")
+    model = payload.get("model")
+    if model is None:
+        raise GatewayError(400, "missing_model", "request body has no 'model'", param="model")
+    if not isinstance(model, str):
+        raise GatewayError(400, "invalid_model", "'model' must be a string", param="model")
+    if not model.strip():
+        raise GatewayError(400, "invalid_model", "'model' must not be empty", param="model")
+    keys = [m.end() for m in _MODEL_KEY.finditer(raw)]
+    if len(keys) != 1:  # a "model" key nested somewhere too (or twice at the top): look closer
+        keys = _top_level(raw)
+        if len(keys) != 1:
+            raise GatewayError(
+                400, "duplicate_model", "the request body has 'model' more than once",
+                param="model",
+            )  # fmt: skip
+    value = _STRING.match(raw, keys[0])
+    assert value is not None  # the parser read a string there
+    return Body(payload, model, raw, value.span())
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if "number" in str(exc):  # valid JSON orjson refuses (past a double's range, 1e400)
+            try:
+                return json.loads(raw, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
+                pass
+        raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _top_level(raw: bytes) -> list[int]:
+    """Of the "model" keys found, those of the top-level object (depth 1)."""
+    starts = {m.start() for m in _MODEL_KEY.finditer(raw)}
+    depth = 0
+    found = []
+    for token in _TOKEN.finditer(raw):
+        first = raw[token.start()]
+        if first == 0x22:  # a string
+            if depth == 1 and token.start() in starts:
+                match = _MODEL_KEY.match(raw, token.start())
+                if match is not None:
+                    found.append(match.end())
+        elif first in b"{[":
+            depth += 1
+        else:
+            depth -= 1
+    return found
