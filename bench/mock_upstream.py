@@ -2,7 +2,9 @@
 
 POST /v1/chat/completions:
   - body without `"stream": true` → one fixed chat.completion JSON;
-  - with it → `--chunks` one-token SSE chunks, `--delay-ms` apart, then a usage chunk and [DONE].
+  - with it → `--chunks` one-token SSE chunks, `--delay-ms` apart, then a usage chunk and [DONE];
+    at 0 ms they go out in one write, or with `--per-token` one write per token as fast as the
+    loop allows (llama-server writes each token as it is decoded).
 GET /v1/models → one model. Keep-alive, HTTP/1.1, Content-Length or chunked bodies.
 It does the least HTTP an upstream can, so that it is never what limits a figure (the benchmark
 shows that: the direct connection's figures are this mock's capacity).
@@ -65,6 +67,7 @@ TAIL = (
 class Mock(asyncio.Protocol):
     chunks = 200
     delay = 0.0
+    per_token = False
 
     def __init__(self) -> None:
         self.buf = b""
@@ -102,10 +105,10 @@ class Mock(asyncio.Protocol):
     async def stream(self) -> None:
         transport = self.transport
         assert transport is not None
-        if self.delay:
+        if self.delay or self.per_token:
             transport.write(SSE_HEAD)
             for _ in range(self.chunks):
-                await asyncio.sleep(self.delay)
+                await asyncio.sleep(self.delay)  # 0: one loop iteration, the next write
                 if transport.is_closing():
                     return
                 transport.write(TOKEN)
@@ -132,9 +135,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--per-token", action="store_true", help="one write per token")
     args = parser.parse_args()
     Mock.chunks = args.chunks
     Mock.delay = args.delay_ms / 1000
+    Mock.per_token = args.per_token
     uvloop.run(serve(args.port))
 
 

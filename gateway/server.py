@@ -35,6 +35,8 @@ from gateway.routes.inference import INFERENCE_PATHS, Inference
 log = structlog.get_logger("gateway.server")
 FD_SPARE = 128  # descriptors besides client and upstream connections (files, SQLite, catalog)
 
+_DROP_CONTROL = HOP | {b"host"}
+
 # The control plane answers from memory or SQLite; its slowest route waits for the catalog.
 CONTROL_TIMING = Timing(first_byte_s=300.0, idle_s=300.0, keepalive_s=0.0)
 
@@ -58,8 +60,9 @@ class Edge:
         """Relay unchanged (HEAD as GET: the reply's body is dropped by `Reply`)."""
         method = b"GET" if request.method == b"HEAD" else request.method
         body = request.body
-        head = b"%b %b HTTP/1.1\r\n%bContent-Length: %d\r\n\r\n" % (
-            method, request.target, header_lines(request.headers, HOP), len(body)
+        host = request.header(b"host") or b"localhost"  # HTTP/1.0 may have none; aiohttp needs one
+        head = b"%b %b HTTP/1.1\r\nHost: %b\r\n%bContent-Length: %d\r\n\r\n" % (
+            method, request.target, host, header_lines(request.headers, _DROP_CONTROL), len(body)
         )  # fmt: skip
         exchange = Exchange(
             reply=reply, log=None, timing=CONTROL_TIMING, provider_id="gateway", extra=b"",

@@ -37,6 +37,7 @@ def test_quick_benchmark_produces_the_table(tmp_path: Path) -> None:
         "p50 ms c=1",
         "ttft p50 ms c=32 d=10",
         "tok/s c=256 d=0",
+        "tok/s c=32 d=tok",
         "slow completed",
     )
     for figure in wanted:
