@@ -31,6 +31,12 @@ SSE_LINES = (
     b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
 )
 REFUSED_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE error event
+# Upstream reads that arrive within this long of the last write to the client join the next
+# write instead of making one each: a burst of tokens (an upstream writing each token as fast as
+# it can) reaches the client in few large writes rather than hundreds of small ones, which the
+# client pays for per read. The first bytes, and the end, go out at once; a token is held at
+# most this long (2 ms), and only while tokens come faster than one per COALESCE_S.
+COALESCE_S = 0.002
 
 DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
 DROP_RESPONSE = HOP | {b"date", b"server", b"set-cookie", b"x-request-id", b"x-gateway-provider"}
@@ -72,9 +78,9 @@ class Exchange:
     discarded so the upstream stops)."""
 
     __slots__ = (
-        "_beat_at", "_head", "_last", "_loop", "_passthrough", "_refused_body", "_resent",
-        "_timer", "conn", "done", "extra", "keepalive_s", "log", "provider_id", "refused",
-        "reply", "sse", "streams", "timing",
+        "_beat_at", "_flush_timer", "_flushed_at", "_head", "_last", "_loop", "_passthrough",
+        "_refused_body", "_resent", "_timer", "conn", "done", "extra", "keepalive_s", "log",
+        "provider_id", "refused", "reply", "sse", "streams", "timing",
     )  # fmt: skip
 
     def __init__(
@@ -108,6 +114,8 @@ class Exchange:
         self._beat_at = 0.0  # the last keep-alive comment
         self._passthrough = passthrough  # control plane: all but hop-by-hop headers go back
         self._resent = False
+        self._flushed_at = -1.0  # when bytes last went to the client
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     def begin(self, conn: Connection, request: bytes) -> None:
         if self.done.done():  # a second attempt
@@ -193,6 +201,27 @@ class Exchange:
         self.fail(err)
 
     def flush(self) -> None:
+        """After each upstream read: the first body bytes (with the head) go out at once; later
+        ones join the next write when the last one was less than COALESCE_S ago; a head alone
+        waits up to COALESCE_S for the first bytes of its body."""
+        if self._flush_timer is not None and not (self._flushed_at < 0 and self.reply.pending):
+            return  # a write is already due (the first body bytes do not wait for it)
+        last = self._last  # the clock read on_data made
+        if not self.reply.pending or last - self._flushed_at < COALESCE_S:
+            if self._flush_timer is None:
+                due = (last if self._flushed_at < 0 else self._flushed_at) + COALESCE_S
+                self._flush_timer = self._loop.call_at(due, self._flush_due)
+            return
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._flushed_at = last
+        self.reply.flush()
+
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        if self.reply.pending:
+            self._flushed_at = self._loop.time()
         self.reply.flush()
 
     # -- ending
@@ -236,6 +265,9 @@ class Exchange:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._flush_timer is not None:  # what it held was written by end(), or is dropped
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self.streams.active.discard(self)
         self.reply.follow(None)
         if err is None:

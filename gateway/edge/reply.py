@@ -58,6 +58,11 @@ class Reply:
         return self._conn.loop
 
     @property
+    def pending(self) -> bool:
+        """Body bytes are waiting for `flush()`."""
+        return bool(self._body)
+
+    @property
     def gone(self) -> bool:
         """The client hung up."""
         return self._conn.lost

@@ -272,3 +272,67 @@ async def test_upstream_timeout_is_504(upstream: UpstreamFactory, gateway: Gatew
     assert resp.status == 504
     assert (await resp.json())["error"]["code"] == "upstream_timeout"
     await asyncio.wait_for(slow.cancelled.wait(), 5)  # and the upstream request was dropped
+
+
+class _Wire:
+    """A client connection that records each write."""
+
+    def __init__(self) -> None:
+        self.lost = False
+        self.http11 = True
+        self.sent: list[bytes] = []
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.lost = True
+
+    def follow(self, upstream: object) -> None:
+        pass
+
+
+async def test_a_burst_of_tokens_leaves_in_few_writes_first_and_last_at_once() -> None:
+    """An upstream that writes each token as fast as it can: the first token goes out with the
+    head at once, the burst joins one write within COALESCE_S, the end goes out at once."""
+    from gateway.edge.relay import COALESCE_S, Exchange, Streams, Timing
+    from gateway.edge.reply import Reply
+
+    wire = _Wire()
+    reply = Reply(wire, keep_alive=True, head=False)
+    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a", extra=b"",
+                  stream=True, streams=Streams())  # fmt: skip
+    ex.on_head(200, [(b"Content-Type", b"text/event-stream")], None)
+    ex.flush()
+    assert wire.sent == []  # a head alone waits (a moment) for the first token
+    ex.on_data(b"data: 1\n\n")
+    ex.flush()
+    assert len(wire.sent) == 1 and wire.sent[0].endswith(b"data: 1\n\n\r\n")  # at once
+    for n in range(2, 50):
+        ex.on_data(b"data: %d\n\n" % n)
+        ex.flush()
+    assert len(wire.sent) == 1  # the burst is held...
+    await asyncio.sleep(COALESCE_S * 3)
+    assert len(wire.sent) == 2 and wire.sent[1].count(b"data: ") == 48  # ...and leaves as one
+    ex.on_data(b"data: [DONE]\n\n")
+    ex.on_end()
+    assert len(wire.sent) == 3 and wire.sent[2].endswith(b"0\r\n\r\n")  # the end: at once
+
+
+async def test_a_head_alone_is_not_held_longer_than_the_window() -> None:
+    from gateway.edge.relay import COALESCE_S, Exchange, Streams, Timing
+    from gateway.edge.reply import Reply
+
+    wire = _Wire()
+    reply = Reply(wire, keep_alive=True, head=False)
+    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a", extra=b"",
+                  stream=True, streams=Streams())  # fmt: skip
+    ex.on_head(200, [(b"Content-Type", b"text/event-stream")], None)
+    ex.flush()
+    await asyncio.sleep(COALESCE_S * 3)
+    assert len(wire.sent) == 1 and wire.sent[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    ex.cancel()
