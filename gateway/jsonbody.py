@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,16 +26,27 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]', re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
 class Body:
-    payload: dict[str, Any]
-    model: str
-    raw: bytes
-    span: tuple[int, int]  # where the model's JSON string sits in `raw`
+    """A parsed body: the payload, its model, and where the model's value starts in `raw`."""
+
+    __slots__ = ("model", "payload", "raw", "value_at")
+
+    def __init__(self, payload: dict[str, Any], model: str, raw: bytes, value_at: int) -> None:
+        self.payload = payload
+        self.model = model
+        self.raw = raw
+        self.value_at = value_at
 
     def with_model(self, wire: str) -> bytes:
-        """The raw body with only the model replaced."""
-        start, end = self.span
+        """The raw body with only the model's JSON string replaced."""
+        start = self.value_at
+        plain = orjson.dumps(self.model)
+        if self.raw.startswith(plain, start):  # the usual spelling: no escapes
+            end = start + len(plain)
+        else:
+            value = _STRING.match(self.raw, start)
+            assert value is not None  # the parser read a string there
+            end = value.end()
         return self.raw[:start] + orjson.dumps(wire) + self.raw[end:]
 
 
@@ -52,17 +62,38 @@ def parse_body(raw: bytes) -> Body:
         raise GatewayError(400, "invalid_model", "'model' must be a string", param="model")
     if not model.strip():
         raise GatewayError(400, "invalid_model", "'model' must not be empty", param="model")
-    keys = [m.end() for m in _MODEL_KEY.finditer(raw)]
-    if len(keys) != 1:  # a "model" key nested somewhere too (or twice at the top): look closer
-        keys = _top_level(raw)
+    at = _plain_key(raw)
+    if at < 0:  # an escaped key, or "model" written more than once: look closer
+        keys = [m.end() for m in _MODEL_KEY.finditer(raw)]
         if len(keys) != 1:
-            raise GatewayError(
-                400, "duplicate_model", "the request body has 'model' more than once",
-                param="model",
-            )  # fmt: skip
-    value = _STRING.match(raw, keys[0])
-    assert value is not None  # the parser read a string there
-    return Body(payload, model, raw, value.span())
+            keys = _top_level(raw)
+            if len(keys) != 1:
+                raise GatewayError(
+                    400, "duplicate_model", "the request body has 'model' more than once",
+                    param="model",
+                )  # fmt: skip
+        at = keys[0]
+    return Body(payload, model, raw, at)
+
+
+_WHITESPACE = b" \t\r\n"
+
+
+def _plain_key(raw: bytes) -> int:
+    """The fast path for most bodies: no \\u escape anywhere and `"model"` written once, so
+    that one is the key: where its value starts; -1 when it cannot say."""
+    if b"\\u" in raw or raw.count(b'"model"') != 1:
+        return -1
+    at = raw.index(b'"model"') + 7
+    size = len(raw)
+    while at < size and raw[at] in _WHITESPACE:
+        at += 1
+    if at >= size or raw[at] != 0x3A:  # ":"
+        return -1
+    at += 1
+    while at < size and raw[at] in _WHITESPACE:
+        at += 1
+    return at
 
 
 def _loads(raw: bytes) -> Any:

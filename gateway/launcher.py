@@ -144,7 +144,10 @@ def start_server(
     threads: int = 1,
     log_dir: Path | None = None,
     ready_timeout: float = 60.0,
+    extra: tuple[str, ...] = (),
 ) -> LlamaServer:
+    """Start one llama-server on `host:port` serving the demo model as `alias`; `extra`: more
+    llama-server arguments."""
     server = llama_server()
     model = model_path()
     if server.prebuilt and (missing := missing_cpu_flags(cpu_flags())):
@@ -167,6 +170,7 @@ def start_server(
         "--metrics",
         "-np",
         "1",
+        *extra,
     ]
     log_path = log_dir / f"llama-server-{name}.log" if log_dir else None
     out: IO[bytes] | int = log_path.open("wb") if log_path else subprocess.DEVNULL
@@ -219,13 +223,19 @@ def start_fleet(
     ports: list[int] | None = None,
     log_dir: Path | None = None,
     host: str = "127.0.0.1",
+    ctx: int = 4096,
+    extra: tuple[str, ...] = (),
 ) -> Fleet:
     """Start one llama-server per name, all serving the same model under the same alias."""
     fleet = Fleet()
     try:
         for i, name in enumerate(names):
             port = ports[i] if ports else None
-            fleet.servers.append(start_server(name, alias, port=port, log_dir=log_dir, host=host))
+            fleet.servers.append(
+                start_server(
+                    name, alias, port=port, log_dir=log_dir, host=host, ctx=ctx, extra=extra
+                )
+            )
     except BaseException:
         fleet.stop()
         raise

@@ -71,6 +71,7 @@ class ProviderSpec(BaseModel):
     base_url: Url = Field(alias="baseUrl")
     kind: ProviderKind = ProviderKind.LLAMA_SWAP
     sidecar_url: Url | None = Field(None, alias="sidecarUrl")
+    anthropic_base_url: Url | None = Field(None, alias="anthropicBaseUrl")
     api_key: SecretStr | None = Field(None, alias="apiKey")
     api_key_env: str | None = Field(None, alias="apiKeyEnv", min_length=1)
     max_concurrent: int | None = Field(None, alias="maxConcurrent", ge=1)
@@ -121,22 +122,40 @@ class Provider:
     kind: ProviderKind
     base_url: str
     sidecar_url: str | None = None
+    anthropic_base_url: str | None = None  # where /v1/messages lives, when not the default
     api_key: SecretStr | None = field(default=None, repr=False)
     max_concurrent: int | None = None  # None: no limit (in-flight still counted)
     max_queue: int = 64
     queue_timeout_s: float = 300.0
     first_byte_timeout_s: float | None = None  # None: GATEWAY_FIRST_BYTE_TIMEOUT_S
 
-    def key_headers(self) -> dict[str, str]:
-        """The Authorization header for this provider's own key (secret: never log)."""
+    def key_headers(self, *, anthropic: bool = False) -> dict[str, str]:
+        """The headers carrying this provider's own key (secret: never log): Authorization, and
+        for the Anthropic Messages API x-api-key too (Anthropic-style servers read either)."""
         if self.api_key is None:
             return {}
-        return {"Authorization": f"Bearer {self.api_key.get_secret_value()}"}
+        key = self.api_key.get_secret_value()
+        if anthropic:
+            return {"x-api-key": key, "Authorization": f"Bearer {key}"}
+        return {"Authorization": f"Bearer {key}"}
 
     @property
     def inference_base(self) -> str:
         """Where inference POSTs go: the provider's own sidecar when it has one."""
         return self.sidecar_url or self.base_url
+
+    @property
+    def messages_base(self) -> str | None:
+        """Where the Anthropic Messages API (`/v1/messages`) lives: `anthropicBaseUrl` when set;
+        else llama-swap / llama-server serve it beside the OpenAI routes, DeepSeek under
+        `/anthropic`; a generic cloud (`openai`) has none."""
+        if self.anthropic_base_url is not None:
+            return self.anthropic_base_url
+        if self.kind is ProviderKind.LLAMA_SWAP:
+            return self.inference_base
+        if self.kind is ProviderKind.DEEPSEEK:
+            return self.base_url + "/anthropic"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +321,7 @@ def _build(
             kind=spec.kind,
             base_url=spec.base_url,
             sidecar_url=spec.sidecar_url,
+            anthropic_base_url=spec.anthropic_base_url,
             api_key=key,
             max_concurrent=spec.max_concurrent,
             max_queue=spec.max_queue,

@@ -1,8 +1,11 @@
 """The single routing authority: composite model id in, `Route` out. Pure: no I/O.
 
 Auth rules (DESIGN §3): a configured provider key wins; otherwise the client's Authorization
-header is forwarded to local (llama-swap) providers only, and never when the gateway itself
-checks keys.
+(or x-api-key, as Anthropic clients send it) is forwarded to local (llama-swap) providers only,
+and never when the gateway itself checks keys.
+
+The Anthropic Messages routes (`/v1/messages`, `/v1/messages/count_tokens`) go to the provider's
+`messages_base`; a provider without one is a 400 naming it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from gateway import modelref
 from gateway.errors import GatewayError
 from gateway.registry import Provider, Registry
+
+ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,7 @@ def resolve(
     *,
     path: str = "/v1/chat/completions",
     client_authorization: str | None = None,
+    client_api_key: str | None = None,
     gateway_checks_keys: bool = False,
 ) -> Route:
     """Route `model_id` for a POST to `path`. Raises GatewayError (400) for a bad or unknown id."""
@@ -65,22 +71,27 @@ def resolve(
             f"model {_quoted(model_id)} names no model after the provider",
             param="model",
         )
-    return Route(
-        provider=provider,
-        wire_model=wire,
-        url=provider.inference_base + path,
-        headers=_auth_headers(provider, client_authorization, gateway_checks_keys),
-    )
-
-
-def _auth_headers(
-    provider: Provider, client_authorization: str | None, gateway_checks_keys: bool
-) -> dict[str, str]:
+    anthropic = path in ANTHROPIC_PATHS
+    base = provider.messages_base if anthropic else provider.inference_base
+    if base is None:
+        raise GatewayError(
+            400,
+            "messages_not_supported",
+            f"provider {provider.id!r} has no Anthropic Messages API (/v1/messages); give it "
+            "anthropicBaseUrl in the registry, or use its OpenAI routes",
+            param="model",
+        )
     if provider.api_key is not None:
-        return provider.key_headers()
-    if client_authorization and not gateway_checks_keys and not provider.kind.is_cloud:
-        return {"Authorization": client_authorization}
-    return {}
+        headers = provider.key_headers(anthropic=anthropic)
+    elif gateway_checks_keys or provider.kind.is_cloud:
+        headers = {}  # the client's key is the gateway's, or not the cloud's business
+    else:
+        headers = {}
+        if client_authorization:
+            headers["Authorization"] = client_authorization
+        if client_api_key:
+            headers["x-api-key"] = client_api_key
+    return Route(provider=provider, wire_model=wire, url=base + path, headers=headers)
 
 
 def _quoted(text: str, limit: int = 80) -> str:

@@ -30,6 +30,7 @@ from gateway.edge.upstream import Target, unix_target
 from gateway.errors import GatewayError
 from gateway.keys import KeyCheck
 from gateway.middleware import API_KEYS, METRICS
+from gateway.resolver import ANTHROPIC_PATHS
 from gateway.routes.inference import INFERENCE_PATHS, Inference
 
 log = structlog.get_logger("gateway.server")
@@ -161,8 +162,9 @@ async def start(app: web.Application, host: str, port: int) -> Running:
             body_timeout_s=settings.body_timeout_s,
             keepalive_timeout_s=settings.keepalive_timeout_s,
             max_connections=connection_cap(settings.max_connections),
-            authorize=KeyCheck(app[API_KEYS]).authorize,
+            authorize=KeyCheck(app[API_KEYS]).authorize if app[API_KEYS] else None,
             refused=_refusals(app),
+            anthropic_paths=ANTHROPIC_PATHS,
         )
         bound = await front.listen(host, port)
         gwlogging.attach(front.loop)

@@ -156,11 +156,14 @@ class FakeUpstream:
                 self.cancelled.set()
                 raise
         payload = orjson.loads(body)
+        anthropic = request.path.endswith(("/v1/messages", "/v1/messages/count_tokens"))
         if self.status != 200:
-            return web.json_response(
-                {"error": {"message": f"{self.name} refused", "type": "x", "code": "fake"}},
-                status=self.status,
-            )
+            error: dict[str, Any] = {"message": f"{self.name} refused", "type": "x", "code": "fake"}
+            if anthropic:
+                return web.json_response({"type": "error", "error": error}, status=self.status)
+            return web.json_response({"error": error}, status=self.status)
+        if anthropic:
+            return await self._messages(request, payload)
         if request.path == "/v1/embeddings":
             return web.json_response(
                 {
@@ -188,6 +191,49 @@ class FakeUpstream:
                 "padding": "x" * self.json_size,
             }
         )
+
+    async def _messages(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
+        """The Anthropic Messages API, as llama-server and DeepSeek's /anthropic answer it."""
+        if request.path.endswith("/count_tokens"):
+            return web.json_response({"input_tokens": 7, "served_by": self.name})
+        message: dict[str, Any] = {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": payload["model"],
+            "content": [{"type": "text", "text": f"hi from {self.name}"}],
+            "stop_reason": "end_turn", "usage": {"input_tokens": 7, "output_tokens": 3},
+            "served_by": self.name,
+        }  # fmt: skip
+        if payload.get("stream") is not True:
+            return web.json_response(message)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": {**message, "content": []}}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+        ]  # fmt: skip
+        for i in range(self.chunks):
+            delta = {"type": "text_delta", "text": f"{self.name}-{i} "}
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                   "delta": delta}))  # fmt: skip
+        events += [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                               "usage": {"output_tokens": 3}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]  # fmt: skip
+        try:
+            for n, (name, data) in enumerate(events):
+                line = b"event: %b\ndata: %b\n\n" % (name.encode(), orjson.dumps(data))
+                await response.write(line)
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+                if self.stall_after is not None and n + 1 >= self.stall_after:
+                    await asyncio.Event().wait()  # silent until cancelled
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        await response.write_eof()
+        return response
 
     async def _stream(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

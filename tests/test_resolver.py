@@ -180,3 +180,52 @@ def test_route_repr_hides_key(registry: Registry) -> None:
     route = resolve(registry, "deepseek/deepseek-chat")
     assert "sk-cloud-secret" not in repr(route.provider)
     assert isinstance(route.provider.api_key, SecretStr)
+
+
+@pytest.mark.parametrize(
+    ("model", "url", "headers"),
+    [
+        ("qwen3", "http://10.0.0.1:8402/v1/messages", {"x-api-key": "c-key"}),  # via its sidecar
+        ("embedding/deepseek-r1", "http://10.0.0.2:8411/v1/messages", {"x-api-key": "c-key"}),
+        (
+            "deepseek/deepseek-chat",
+            "https://api.deepseek.com/anthropic/v1/messages",
+            {"x-api-key": "sk-cloud-secret", "Authorization": "Bearer sk-cloud-secret"},
+        ),
+        (
+            "keyed/m",
+            "http://10.0.0.3:8411/v1/messages",
+            {"x-api-key": "local-key", "Authorization": "Bearer local-key"},
+        ),
+    ],
+)
+def test_messages_route_to_each_kinds_messages_api_with_its_key_header(
+    registry: Registry, model: str, url: str, headers: dict[str, str]
+) -> None:
+    route = resolve(registry, model, path="/v1/messages", client_api_key="c-key")
+    assert route.url == url
+    assert route.headers == headers
+
+
+def test_messages_on_a_cloud_without_the_api_is_a_400_naming_it() -> None:
+    reg = parse_registry(
+        {"providers": [
+            {"id": "oai", "baseUrl": "https://api.example.com", "kind": "openai"},
+            {"id": "oai2", "baseUrl": "https://api.example.com", "kind": "openai",
+             "anthropicBaseUrl": "https://api.example.com/anthropic"},
+        ]},
+        "t", {},
+    )  # fmt: skip
+    with pytest.raises(GatewayError) as info:
+        resolve(reg, "oai/m", path="/v1/messages/count_tokens")
+    assert info.value.code == "messages_not_supported" and "'oai'" in info.value.message
+    assert resolve(reg, "oai/m", path="/v1/chat/completions").url.endswith("/v1/chat/completions")
+    route = resolve(reg, "oai2/m", path="/v1/messages", client_api_key="client")
+    assert route.url == "https://api.example.com/anthropic/v1/messages"
+    assert route.headers == {}  # a cloud never gets the client's key
+
+
+def test_the_clients_key_is_not_forwarded_when_the_gateway_checks_keys(registry: Registry) -> None:
+    route = resolve(registry, "embedding/m", path="/v1/messages", client_api_key="gw-key",
+                    client_authorization="Bearer gw-key", gateway_checks_keys=True)  # fmt: skip
+    assert route.headers == {}

@@ -1,11 +1,15 @@
 """The one error type the edge renders, and the one boundary where a failure talking to an
 upstream (over the edge's own connections) becomes a client-facing error.
 
-Every error a client sees is `{"error": {"message", "type", "param", "code"}}` (the OpenAI
-envelope); nothing else reaches a client.
+Every error a client sees is in the envelope of the API it called: OpenAI's
+`{"error": {"message", "type", "param", "code"}}`, or on the Anthropic Messages routes
+Anthropic's `{"type": "error", "error": {"type", "message"}}` (a final SSE `event: error` after
+a stream started). Nothing else reaches a client.
 """
 
 from __future__ import annotations
+
+from enum import Enum
 
 import orjson
 
@@ -21,6 +25,30 @@ _TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+# Anthropic's error types by status (https://docs.anthropic.com/en/api/errors).
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    431: "invalid_request_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+class Envelope(Enum):
+    """Which API's error shape a route speaks."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
 
 
 class GatewayError(Exception):
@@ -61,11 +89,19 @@ class GatewayError(Exception):
             return {**self.headers, "WWW-Authenticate": "Bearer"}
         return self.headers
 
-    def json_bytes(self) -> bytes:
+    def anthropic_envelope(self) -> dict[str, object]:
+        kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+    def json_bytes(self, envelope: Envelope = Envelope.OPENAI) -> bytes:
+        if envelope is Envelope.ANTHROPIC:
+            return orjson.dumps(self.anthropic_envelope())
         return orjson.dumps(self.envelope())
 
-    def sse_event(self) -> bytes:
+    def sse_event(self, envelope: Envelope = Envelope.OPENAI) -> bytes:
         """The final event of a stream that failed after it started."""
+        if envelope is Envelope.ANTHROPIC:
+            return b"event: error\ndata: " + self.json_bytes(envelope) + b"\n\n"
         return b"data: " + self.json_bytes() + b"\n\n"
 
 

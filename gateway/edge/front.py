@@ -32,7 +32,7 @@ from typing import NamedTuple, NoReturn
 
 import httptools
 
-from gateway.edge.errors import GatewayError
+from gateway.edge.errors import Envelope, GatewayError
 from gateway.edge.message import Incoming, origin_form
 from gateway.edge.reply import Pausable, Reply
 from gateway.edge.reqlog import RequestLog, request_id
@@ -194,7 +194,8 @@ class FrontConnection(asyncio.Protocol):
     # -- httptools' callbacks
 
     def on_message_begin(self) -> None:
-        self._enter(_Phase.HEAD)
+        self._phase = _Phase.HEAD
+        self._transitions += 1
         self._url = []
         self._headers = []
         self._body = []
@@ -205,10 +206,14 @@ class FrontConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
-        self._grow_fields(len(url))
+        self._field_bytes += len(url)
+        if self._field_bytes > MAX_HEAD_BYTES:
+            self._stop(_head_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow_fields(len(name) + len(value))
+        self._field_bytes += len(name) + len(value)
+        if self._field_bytes > MAX_HEAD_BYTES:
+            self._stop(_head_too_large())
         if self._phase is _Phase.BODY:  # a trailer: dropped, as nginx does, but bounded
             self._trailers += 1
             if self._trailers > MAX_HEADERS:
@@ -219,7 +224,8 @@ class FrontConnection(asyncio.Protocol):
             self._stop(GatewayError(431, "headers_too_large", f"more than {MAX_HEADERS} headers"))
 
     def on_headers_complete(self) -> None:
-        self._enter(_Phase.BODY)
+        self._phase = _Phase.BODY
+        self._transitions += 1
         parser = self._parser
         http11 = parser.get_http_version() == "1.1"
         length = 0  # llhttp has checked the value: digits only, one value
@@ -258,7 +264,8 @@ class FrontConnection(asyncio.Protocol):
                     headers={"Retry-After": "1"},
                 )
             )  # fmt: skip
-        if (denied := self.front.authorize(request)) is not None:
+        authorize = self.front.authorize
+        if authorize is not None and (denied := authorize(request)) is not None:
             self._stop(denied)  # before reading the body, before 100 Continue
         if length > self.front.max_body_bytes:
             self._stop(_too_large(self.front.max_body_bytes))
@@ -277,7 +284,8 @@ class FrontConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        self._enter(_Phase.IDLE)
+        self._phase = _Phase.IDLE
+        self._transitions += 1
         request = self._request
         assert request is not None
         body = self._body
@@ -306,13 +314,17 @@ class FrontConnection(asyncio.Protocol):
                                 error=err.code)  # fmt: skip
             record.finish()
             self.front.refused(record)
-            reply = Reply(self, keep_alive=False, head=False)
+            envelope = self.front.envelope(item.path)
+            reply = Reply(self, keep_alive=False, head=False, envelope=envelope)
             reply.error(err, b"X-Request-Id: %b\r\n" % record.request_id.encode())
             self._linger()
             return
         self.http11 = item.http11
         keep_alive = item.keep_alive and not self.front.closing
-        reply = Reply(self, keep_alive=keep_alive, head=item.method == b"HEAD")
+        reply = Reply(
+            self, keep_alive=keep_alive, head=item.method == b"HEAD",
+            envelope=ANTHROPIC if item.path in self.front.anthropic_paths else OPENAI,
+        )  # fmt: skip
         self._active = self._loop.create_task(self._serve(item, reply))
 
     async def _serve(self, request: Incoming, reply: Reply) -> None:
@@ -411,15 +423,6 @@ class FrontConnection(asyncio.Protocol):
         self._reject = err
         raise _Stop
 
-    def _enter(self, phase: _Phase) -> None:
-        self._phase = phase
-        self._transitions += 1
-
-    def _grow_fields(self, size: int) -> None:
-        self._field_bytes += size
-        if self._field_bytes > MAX_HEAD_BYTES:
-            self._stop(_head_too_large())
-
     # -- one lazy timer per connection: moving a deadline costs no timer work
 
     def _set_deadline(self, seconds: float) -> None:
@@ -467,12 +470,11 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _allow_all(request: Incoming) -> GatewayError | None:
-    return None
-
-
 def _unrecorded(record: RequestLog) -> None:
     return None
+
+
+ANTHROPIC, OPENAI = Envelope.ANTHROPIC, Envelope.OPENAI
 
 
 class Front:
@@ -490,10 +492,12 @@ class Front:
         body_timeout_s: float,
         keepalive_timeout_s: float,
         max_connections: int = 4096,
-        authorize: Authorize = _allow_all,
+        authorize: Authorize | None = None,
         refused: Refused = _unrecorded,
+        anthropic_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.handle = handle
+        self.anthropic_paths = anthropic_paths  # where errors take Anthropic's envelope
         self.authorize = authorize
         self.refused = refused
         self.max_body_bytes = max_body_bytes
@@ -511,6 +515,9 @@ class Front:
             lambda: FrontConnection(self), host, port, backlog=1024, reuse_address=True
         )
         return int(self.server.sockets[0].getsockname()[1])
+
+    def envelope(self, path: str) -> Envelope:
+        return ANTHROPIC if path in self.anthropic_paths else OPENAI
 
     def evict_idle(self) -> bool:
         """At the cap: close the connection that has been idle the longest, if any is."""

@@ -204,6 +204,8 @@ class Exchange:
         """After each upstream read: the first body bytes (with the head) go out at once; later
         ones join the next write when the last one was less than COALESCE_S ago; a head alone
         waits up to COALESCE_S for the first bytes of its body."""
+        if self.done.done():
+            return  # ended: end() wrote everything
         if self._flush_timer is not None and not (self._flushed_at < 0 and self.reply.pending):
             return  # a write is already due (the first body bytes do not wait for it)
         last = self._last  # the clock read on_data made
@@ -252,7 +254,7 @@ class Exchange:
             self.log.error = err.code
         reply = self.reply
         if (self.sse or self.refused is not None) and reply.framing.appendable:
-            reply.write(err.sse_event())
+            reply.write(err.sse_event(reply.envelope))
             reply.end()
         else:
             reply.cut()  # a half-sent JSON body, or one of announced length, cannot carry it

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from gateway.edge.errors import GatewayError
+from gateway.edge.errors import Envelope, GatewayError
 from gateway.edge.framing import Framing, reply_framing
 from gateway.edge.headers import field
 from gateway.edge.message import status_line
@@ -41,10 +41,18 @@ class Reply:
     `cut()` drops the connection mid-body, so the client sees a truncated reply, never a
     complete-looking one."""
 
-    __slots__ = ("_body", "_conn", "_out", "finished", "framing", "head", "keep_alive", "started")
+    __slots__ = (
+        "_body", "_conn", "_out", "envelope", "finished", "follow", "framing", "head",
+        "keep_alive", "started",
+    )  # fmt: skip
 
-    def __init__(self, conn: Wire, *, keep_alive: bool, head: bool) -> None:
+    def __init__(
+        self, conn: Wire, *, keep_alive: bool, head: bool, envelope: Envelope = Envelope.OPENAI
+    ) -> None:
         self._conn = conn
+        self.envelope = envelope  # the error shape of the API the client called
+        # follow(upstream): pause reading `upstream` while this client's socket buffer is full
+        self.follow = conn.follow
         self.started = False
         self.finished = False
         self.framing = Framing.NONE
@@ -114,15 +122,11 @@ class Reply:
         self._conn.close()
 
     def error(self, err: GatewayError, extra: bytes = b"") -> None:
-        """A complete error response in the OpenAI envelope (only before `start`)."""
-        body = err.json_bytes()
+        """A complete error response in the route's envelope (only before `start`)."""
+        body = err.json_bytes(self.envelope)
         lines = b"Content-Type: application/json\r\n" + extra
         for name, value in err.response_headers().items():
             lines += field(name, value)
         self.start(err.status, lines, len(body))
         self.write(body)
         self.end()
-
-    def follow(self, upstream: Pausable | None) -> None:
-        """Pause reading `upstream` while this client's socket buffer is full."""
-        self._conn.follow(upstream)

@@ -244,8 +244,7 @@ class Connection(asyncio.Protocol):
         self._keep = self._framed and self._parser.should_keep_alive()  # asked now: llhttp
         sink, self.sink = self.sink, None  # resets its flags once the callback returns
         if sink is not None:
-            sink.on_end()
-            sink.flush()
+            sink.on_end()  # (which writes what is left)
 
     def _settle(self) -> None:
         """After the read that completed the reply: keep the connection only when it delivered

@@ -1,5 +1,8 @@
 """POST /v1/* inference routes, served on the front: parse the body once, resolve the model once,
-relay bytes. Also the one log line and the metrics of each inference request."""
+relay bytes. Also the one log line and the metrics of each inference request.
+
+The OpenAI routes and the Anthropic Messages routes (`/v1/messages`, `/v1/messages/count_tokens`)
+take the same path; only the upstream URL, the key headers and the error envelope differ."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from gateway.lanes import Lanes
 from gateway.logging import log_request
 from gateway.metrics import Metrics
 from gateway.registry import RegistryBox
-from gateway.resolver import resolve
+from gateway.resolver import ANTHROPIC_PATHS, resolve
 
 REGISTRY = web.AppKey("registry", RegistryBox)
 LANES = web.AppKey("lanes", Lanes)
@@ -29,7 +32,7 @@ GATEWAY_CHECKS_KEYS = web.AppKey("gateway_checks_keys", bool)
 
 INFERENCE_PATHS = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/responses"}
-)
+) | ANTHROPIC_PATHS
 log = structlog.get_logger("gateway.request")
 
 
@@ -90,6 +93,7 @@ class Inference:
             model,
             path=request.path,
             client_authorization=authorization,
+            client_api_key=_text(request.header(b"x-api-key")),
             gateway_checks_keys=self.checks_keys,
         )
         provider = route.provider
