@@ -318,7 +318,7 @@ def replies(draw: st.DrawFn) -> Callable[[Seen], Sequence[Step]]:
             "304": b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
             "1xx": b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + json_reply(body),
             "500": json_reply(b'{"error":{"message":"boom"}}', status=500),
-        }[kind] + glue  # fmt: skip
+        }[kind]  # fmt: skip
         for where, op, piece in damage:
             at = int(where * len(raw))
             if op == "insert":
@@ -328,10 +328,15 @@ def replies(draw: st.DrawFn) -> Callable[[Seen], Sequence[Step]]:
             else:
                 raw = raw[:at] + piece + raw[at + len(piece) :]
         cuts = sorted(int(s * len(raw)) for s in splits)
+        pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+        pieces = [p for p in pieces if p]
+        # The glue leaves in the same write as the reply's last bytes: a response the upstream
+        # sends unasked *later*, on a connection already lent again, is indistinguishable from
+        # the next reply (for any HTTP/1.1 proxy); it can only carry that upstream's own bytes.
+        pieces[-1] += glue
         steps: list[Step] = []
-        for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True):
-            if raw[a:b]:
-                steps += [raw[a:b], pause] if pause else [raw[a:b]]
+        for piece in pieces:
+            steps += [piece, pause] if pause else [piece]
         return [*steps, None] if close or kind == "close" else steps
 
     return reply
