@@ -20,8 +20,9 @@ from aiohttp import web
 
 from gateway import logging as gwlogging
 from gateway.app import POOL, SETTINGS, STREAMS
-from gateway.edge.front import MAX_HEAD_BYTES, MAX_HEADERS, Front
+from gateway.edge.front import MAX_HEAD_BYTES, MAX_HEADERS
 from gateway.edge.headers import HOP, header_lines
+from gateway.edge.listener import Front
 from gateway.edge.message import Incoming
 from gateway.edge.relay import Exchange, Timing, relay
 from gateway.edge.reply import Reply

@@ -24,18 +24,21 @@ Every error is the OpenAI envelope, with a request id and a log line.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import NamedTuple, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 import httptools
 
 from gateway.edge.errors import Envelope, GatewayError
-from gateway.edge.message import Incoming, origin_form
+from gateway.edge.head import read_head
+from gateway.edge.message import Incoming
 from gateway.edge.reply import Pausable, Reply
 from gateway.edge.reqlog import RequestLog, request_id
+
+if TYPE_CHECKING:
+    from gateway.edge.listener import Front
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
@@ -43,7 +46,7 @@ MAX_PIPELINED = 8  # requests queued on one connection before it stops reading
 CHUNK_OVERHEAD = 32  # bytes of framing allowed per chunk (size line, CRLFs), besides trailers
 LINGER_S = 2.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_HOST = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]+")  # RFC 3986 host[:port]
+ANTHROPIC, OPENAI = Envelope.ANTHROPIC, Envelope.OPENAI
 
 Handler = Callable[[Incoming, Reply], Awaitable[None]]
 Authorize = Callable[[Incoming], GatewayError | None]  # called on the head (body not read)
@@ -71,10 +74,10 @@ class _Stop(Exception):
 class FrontConnection(asyncio.Protocol):
     __slots__ = (
         "_active", "_body", "_body_size", "_body_timed", "_chunks", "_close_after", "_deadline",
-        "_field_bytes", "_framing_bytes", "_head_bytes", "_headers", "_idle_since", "_lingering",
+        "_field_bytes", "_framing_bytes", "_head_bytes", "_headers", "_lingering",
         "_loop", "_next_waiting", "_over_cap", "_parser", "_phase", "_queue", "_read_body",
         "_reading_paused", "_reject", "_request", "_timer", "_trailers", "_transitions", "_url",
-        "_write_paused", "front", "http11", "lost", "transport", "upstream",
+        "_write_paused", "front", "http11", "idle_since", "lost", "transport", "upstream",
     )  # fmt: skip
 
     def __init__(self, front: Front) -> None:
@@ -110,7 +113,7 @@ class FrontConnection(asyncio.Protocol):
         self._body_timed = False  # the body's deadline is set
         self._lingering = False
         self._over_cap = False
-        self._idle_since = self._loop.time()
+        self.idle_since = self._loop.time()
 
     # -- asyncio's side
 
@@ -227,36 +230,16 @@ class FrontConnection(asyncio.Protocol):
         self._phase = _Phase.BODY
         self._transitions += 1
         parser = self._parser
-        http11 = parser.get_http_version() == "1.1"
-        length = 0  # llhttp has checked the value: digits only, one value
-        expect = chunked = False
-        hosts: list[bytes] = []
-        for name, value in self._headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                length = int(value)
-            elif lower == b"host":
-                hosts.append(value)
-            elif lower == b"transfer-encoding":
-                chunked = True
-            elif lower == b"expect":
-                expect = value.lower() == b"100-continue"
-        if len(hosts) > 1 or (http11 and not hosts) or (hosts and not _HOST.fullmatch(hosts[0])):
-            self._stop(GatewayError(400, "invalid_http", "a request needs exactly one valid Host"))
-        target = origin_form(b"".join(self._url))
-        if target is None:
-            self._stop(GatewayError(400, "invalid_http", "the request target must be a path"))
-        if parser.should_upgrade():
-            if length or chunked:
-                self._stop(
-                    GatewayError(400, "invalid_request", "protocol upgrades are not supported")
-                )
-            self._close_after = True  # served as plain HTTP; what follows is not ours to parse
-        if chunked and not http11:
-            self._close_after = True  # RFC 9112 §6.1: HTTP/1.0 framing is faulty; close after
-        keep_alive = parser.should_keep_alive() and not self._close_after
-        request = Incoming(parser.get_method(), target, self._headers, b"", keep_alive, http11)
-        self._request = request
+        try:
+            head = read_head(
+                parser.get_method(), b"".join(self._url), self._headers,
+                http11=parser.get_http_version() == "1.1", keep_alive=parser.should_keep_alive(),
+                upgrade=parser.should_upgrade(),
+            )  # fmt: skip
+        except GatewayError as err:
+            self._stop(err)
+        request = self._request = head.request
+        self._close_after = head.last
         if self._over_cap:
             self._stop(
                 GatewayError(
@@ -267,9 +250,10 @@ class FrontConnection(asyncio.Protocol):
         authorize = self.front.authorize
         if authorize is not None and (denied := authorize(request)) is not None:
             self._stop(denied)  # before reading the body, before 100 Continue
-        if length > self.front.max_body_bytes:
+        if head.length > self.front.max_body_bytes:
             self._stop(_too_large(self.front.max_body_bytes))
-        if expect and self.transport is not None and not self._queue and self._active is None:
+        idle = not self._queue and self._active is None  # else the 100 would go out of order
+        if head.expect_continue and self.transport is not None and idle:
             self.transport.write(_CONTINUE)
 
     def on_chunk_header(self) -> None:
@@ -349,7 +333,7 @@ class FrontConnection(asyncio.Protocol):
                 self.transport.resume_reading()
             self._next()
         elif self._deadline == 0.0:
-            self._idle_since = self._loop.time()
+            self.idle_since = self._loop.time()
             self._set_deadline(self.front.keepalive_timeout_s)
 
     @property
@@ -468,77 +452,3 @@ def _head_too_large(what: str = "request line and headers") -> GatewayError:
 
 def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _unrecorded(record: RequestLog) -> None:
-    return None
-
-
-ANTHROPIC, OPENAI = Envelope.ANTHROPIC, Envelope.OPENAI
-
-
-class Front:
-    """The listening side: settings the connections read, the handler, and the connections."""
-
-    # set by listen(); asyncio.get_running_loop() costs a getpid() syscall, so the hot path
-    # reads this instead
-    loop: asyncio.AbstractEventLoop
-
-    def __init__(
-        self,
-        handle: Handler,
-        *,
-        max_body_bytes: int,
-        body_timeout_s: float,
-        keepalive_timeout_s: float,
-        max_connections: int = 4096,
-        authorize: Authorize | None = None,
-        refused: Refused = _unrecorded,
-        anthropic_paths: frozenset[str] = frozenset(),
-    ) -> None:
-        self.handle = handle
-        self.anthropic_paths = anthropic_paths  # where errors take Anthropic's envelope
-        self.authorize = authorize
-        self.refused = refused
-        self.max_body_bytes = max_body_bytes
-        self.body_timeout_s = body_timeout_s
-        self.keepalive_timeout_s = keepalive_timeout_s
-        self.max_connections = max_connections
-        self.connections: set[FrontConnection] = set()
-        self.server: asyncio.Server | None = None
-        self.closing = False  # shutting down: replies say Connection: close
-
-    async def listen(self, host: str, port: int) -> int:
-        """Start listening; returns the port (useful with port 0)."""
-        self.loop = loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: FrontConnection(self), host, port, backlog=1024, reuse_address=True
-        )
-        return int(self.server.sockets[0].getsockname()[1])
-
-    def envelope(self, path: str) -> Envelope:
-        return ANTHROPIC if path in self.anthropic_paths else OPENAI
-
-    def evict_idle(self) -> bool:
-        """At the cap: close the connection that has been idle the longest, if any is."""
-        idle = [c for c in self.connections if c.idle]
-        if not idle:
-            return False
-        oldest = min(idle, key=lambda c: c._idle_since)
-        self.connections.discard(oldest)
-        oldest.close()
-        return True
-
-    def stop_listening(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-    def close_idle(self) -> None:
-        """Close connections with no request in flight (shutdown)."""
-        for conn in list(self.connections):
-            if not conn.busy:
-                conn.close()
-
-    def close_all(self) -> None:
-        for conn in list(self.connections):
-            conn.close()
