@@ -22,8 +22,9 @@ from gateway.errors import GatewayError
 _MODEL_KEY = re.compile(
     rb'"(?:m|\\u006[dD])(?:o|\\u006[fF])(?:d|\\u0064)(?:e|\\u0065)(?:l|\\u006[cC])"\s*:\s*'
 )
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]', re.DOTALL)
+# Unrolled ("normal* (special normal*)*"): one step per run of plain characters, not per byte.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]', re.DOTALL)
 
 
 class Body:
@@ -102,8 +103,10 @@ def _loads(raw: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         if "number" in str(exc):  # valid JSON orjson refuses (past a double's range, 1e400)
             try:
-                return json.loads(raw, parse_constant=_no_constant)
-            except (ValueError, RecursionError):
+                payload = json.loads(raw, parse_constant=_no_constant)
+                orjson.dumps(payload)  # what orjson could not hold, still valid text (no lone
+                return payload  # surrogates, which the stdlib parser lets through)
+            except (ValueError, RecursionError, orjson.JSONEncodeError):
                 pass
         raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
 

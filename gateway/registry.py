@@ -314,7 +314,10 @@ def _build(
                     f"provider {spec.id!r}: ${spec.api_key_env} is not set; no key sent"
                 )
         if key is not None and not _header_safe(key.get_secret_value()):
-            problems.append(f"{where}: the key has a control character or a space at its ends")
+            problems.append(
+                f"{where}: the key has a control character, a space at its ends, or a character "
+                "a header cannot carry"
+            )
         providers[spec.id] = Provider(
             id=spec.id,
             label=spec.label or spec.id,
@@ -341,4 +344,10 @@ def _build(
 
 def _header_safe(key: str) -> bool:
     """A key that can travel in a header line unchanged: no controls, no surrounding space."""
-    return key == key.strip() and not any(c < " " or c == "\x7f" for c in key)
+    if key != key.strip() or any(c < " " or c == "\x7f" for c in key):
+        return False
+    try:
+        key.encode("latin-1")  # header values travel as latin-1
+    except UnicodeEncodeError:
+        return False
+    return True

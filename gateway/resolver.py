@@ -83,8 +83,10 @@ def resolve(
         )
     if provider.api_key is not None:
         headers = provider.key_headers(anthropic=anthropic)
-    elif gateway_checks_keys or provider.kind.is_cloud:
-        headers = {}  # the client's key is the gateway's, or not the cloud's business
+    elif (
+        gateway_checks_keys or provider.kind.is_cloud or (anthropic and provider.anthropic_base_url)
+    ):
+        headers = {}  # the client's key is the gateway's, or not a cloud's or another host's
     else:
         headers = {}
         if client_authorization:

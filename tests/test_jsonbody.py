@@ -57,6 +57,7 @@ def test_nested_model_keys_are_not_duplicates() -> None:
     [
         (b"{", "invalid_json"),
         (b'{"model": NaN}', "invalid_json"),
+        (b'{"x": 1e400, "model": "\\ud800"}', "invalid_json"),  # a lone surrogate
         (b"[]", "invalid_body"),
         (b"{}", "missing_model"),
         (b'{"model": 1}', "invalid_model"),

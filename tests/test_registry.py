@@ -205,6 +205,7 @@ def test_a_key_from_the_environment_loses_its_trailing_newline() -> None:
     [
         ({"apiKey": "sk-1\r\nX-Injected: 1"}, {}, "providers[0].apiKey"),
         ({"apiKey": "sk-1 "}, {}, "providers[0].apiKey"),
+        ({"apiKey": "sk-1€"}, {}, "providers[0].apiKey"),  # not latin-1: no header carries it
         ({"apiKeyEnv": "K"}, {"K": "sk-1\nHost: evil"}, "providers[0].apiKeyEnv ($K)"),
     ],
 )  # fmt: skip

@@ -229,3 +229,15 @@ def test_the_clients_key_is_not_forwarded_when_the_gateway_checks_keys(registry:
     route = resolve(registry, "embedding/m", path="/v1/messages", client_api_key="gw-key",
                     client_authorization="Bearer gw-key", gateway_checks_keys=True)  # fmt: skip
     assert route.headers == {}
+
+
+def test_a_local_provider_whose_messages_api_is_elsewhere_never_gets_the_clients_key() -> None:
+    reg = parse_registry(
+        {"providers": [{"id": "box", "baseUrl": "http://10.0.0.9:8401",
+                        "anthropicBaseUrl": "https://elsewhere.example.com"}]},
+        "t", {},
+    )  # fmt: skip
+    route = resolve(reg, "box/m", path="/v1/messages", client_api_key="c-key",
+                    client_authorization="Bearer c-key")  # fmt: skip
+    assert route.url == "https://elsewhere.example.com/v1/messages"
+    assert route.headers == {}

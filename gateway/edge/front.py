@@ -45,6 +45,7 @@ MAX_HEADERS = 256
 MAX_PIPELINED = 8  # requests queued on one connection before it stops reading
 CHUNK_OVERHEAD = 32  # bytes of framing allowed per chunk (size line, CRLFs), besides trailers
 LINGER_S = 2.0
+SEND_TIMEOUT_S = 120.0  # a client whose socket buffer stays full this long is dropped
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 ANTHROPIC, OPENAI = Envelope.ANTHROPIC, Envelope.OPENAI
 
@@ -73,11 +74,41 @@ class _Stop(Exception):
 
 class FrontConnection(asyncio.Protocol):
     __slots__ = (
-        "_active", "_body", "_body_size", "_body_timed", "_chunks", "_close_after", "_deadline",
-        "_field_bytes", "_framing_bytes", "_head_bytes", "_headers", "_lingering",
-        "_loop", "_next_waiting", "_over_cap", "_parser", "_phase", "_queue", "_read_body",
-        "_reading_paused", "_reject", "_request", "_timer", "_trailers", "_transitions", "_url",
-        "_write_paused", "front", "http11", "idle_since", "lost", "transport", "upstream",
+        "_active",
+        "_body",
+        "_body_size",
+        "_body_timed",
+        "_close_after",
+        "_deadline",
+        "_field_bytes",
+        "_framing_bytes",
+        "_head_bytes",
+        "_headers",
+        "_lingering",
+        "_loop",
+        "_next_waiting",
+        "_over_cap",
+        "_parser",
+        "_phase",
+        "_queue",
+        "_queued_bytes",
+        "_read_body",
+        "_read_chunks",
+        "_reading_paused",
+        "_reject",
+        "_request",
+        "_timer",
+        "_trailers",
+        "_transitions",
+        "_url",
+        "_write_paused",
+        "_write_timer",
+        "front",
+        "http11",
+        "idle_since",
+        "lost",
+        "transport",
+        "upstream",
     )  # fmt: skip
 
     def __init__(self, front: Front) -> None:
@@ -89,7 +120,7 @@ class FrontConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._url: list[bytes] = []
         self._headers: list[tuple[bytes, bytes]] = []
-        self._body: list[bytes] = []
+        self._body: bytes | bytearray = b""  # one piece as it came; more are joined as they come
         self._request: Incoming | None = None  # the head of the request being read
         self._body_size = 0
         self._phase = _Phase.IDLE
@@ -98,7 +129,8 @@ class FrontConnection(asyncio.Protocol):
         self._field_bytes = 0  # bytes of the request line and header fields parsed
         self._framing_bytes = 0  # non-body bytes of reads that arrived during a body
         self._read_body = 0  # body bytes parsed from the current read
-        self._chunks = 0
+        self._read_chunks = 0  # chunks parsed from the current read
+        self._queued_bytes = 0  # body bytes of requests waiting their turn
         self._trailers = 0
         self._close_after = False  # this request is the connection's last
         self._queue: deque[Incoming | _Refusal] = deque()
@@ -109,6 +141,7 @@ class FrontConnection(asyncio.Protocol):
         self._loop = front.loop
         self._reading_paused = False
         self._write_paused = False
+        self._write_timer: asyncio.TimerHandle | None = None
         self._next_waiting = False  # a queued request waits for the client to read
         self._body_timed = False  # the body's deadline is set
         self._lingering = False
@@ -130,7 +163,7 @@ class FrontConnection(asyncio.Protocol):
             return  # what a refused client still sends is dropped
         phase = self._phase
         transitions = self._transitions
-        self._read_body = 0
+        self._read_body = self._read_chunks = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -151,8 +184,11 @@ class FrontConnection(asyncio.Protocol):
                     self._refuse(_head_too_large())
                     return
             elif phase is _Phase.BODY:
-                self._framing_bytes += len(data) - self._read_body
-                if self._framing_bytes > MAX_HEAD_BYTES + CHUNK_OVERHEAD * self._chunks:
+                # framing beyond what this read's chunks need: trailers, long extensions; the
+                # allowance of one read never carries over to the next
+                extra = len(data) - self._read_body - CHUNK_OVERHEAD * self._read_chunks
+                self._framing_bytes = max(0, self._framing_bytes + extra)
+                if self._framing_bytes > MAX_HEAD_BYTES:
                     self._refuse(
                         GatewayError(
                             431, "headers_too_large", "chunk framing or trailers too large"
@@ -170,22 +206,35 @@ class FrontConnection(asyncio.Protocol):
         self.lost = True
         self.front.connections.discard(self)
         self._cancel_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
         if self._active is not None:
             self._active.cancel()  # the handler sees its client leave and drops the upstream
         self._queue.clear()
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._write_timer is None:  # a client that stops reading for good is let go
+            self._write_timer = self._loop.call_later(SEND_TIMEOUT_S, self._write_stuck)
         if self.upstream is not None:
             self.upstream.pause()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         if self.upstream is not None:
             self.upstream.resume()
         if self._next_waiting:
             self._next_waiting = False
             self._next()
+
+    def _write_stuck(self) -> None:
+        """Nothing written for SEND_TIMEOUT_S (nginx's send_timeout): drop the connection."""
+        self._write_timer = None
+        if self._write_paused and self.transport is not None:
+            self.transport.abort()
 
     def follow(self, upstream: Pausable | None) -> None:
         """The upstream whose bytes are being written to this client: paused while the client's
@@ -201,10 +250,10 @@ class FrontConnection(asyncio.Protocol):
         self._transitions += 1
         self._url = []
         self._headers = []
-        self._body = []
+        self._body = b""
         self._request = None
         self._body_size = self._head_bytes = self._field_bytes = self._framing_bytes = 0
-        self._chunks = self._trailers = 0
+        self._trailers = 0
         self._close_after = False
 
     def on_url(self, url: bytes) -> None:
@@ -253,11 +302,11 @@ class FrontConnection(asyncio.Protocol):
         if head.length > self.front.max_body_bytes:
             self._stop(_too_large(self.front.max_body_bytes))
         idle = not self._queue and self._active is None  # else the 100 would go out of order
-        if head.expect_continue and self.transport is not None and idle:
+        if head.expect_continue and request.http11 and self.transport is not None and idle:
             self.transport.write(_CONTINUE)
 
     def on_chunk_header(self) -> None:
-        self._chunks += 1
+        self._read_chunks += 1
 
     def on_body(self, body: bytes) -> None:
         size = len(body)
@@ -265,7 +314,12 @@ class FrontConnection(asyncio.Protocol):
         self._body_size += size
         if self._body_size > self.front.max_body_bytes:
             self._stop(_too_large(self.front.max_body_bytes))
-        self._body.append(body)
+        if not self._body:
+            self._body = body
+        else:  # tiny chunks must not cost an object each
+            if isinstance(self._body, bytes):
+                self._body = bytearray(self._body)
+            self._body += body
 
     def on_message_complete(self) -> None:
         self._phase = _Phase.IDLE
@@ -273,16 +327,18 @@ class FrontConnection(asyncio.Protocol):
         request = self._request
         assert request is not None
         body = self._body
-        request.body = body[0] if len(body) == 1 else b"".join(body)
+        request.body = body if isinstance(body, bytes) else bytes(body)
+        self._body = b""
         self._request = None
         self._deadline = 0.0
         self._body_timed = False
         self._queue.append(request)
+        self._queued_bytes += len(request.body)
         if self._close_after:  # nothing after this request is parsed
             self._pause_reading()
         if self._active is None and not self._next_waiting:
             self._next()
-        elif len(self._queue) >= MAX_PIPELINED:
+        elif len(self._queue) >= MAX_PIPELINED or self._queued_bytes > self.front.max_body_bytes:
             self._pause_reading()
 
     # -- requests, in order
@@ -292,6 +348,8 @@ class FrontConnection(asyncio.Protocol):
             self._next_waiting = True
             return
         item = self._queue.popleft()
+        if isinstance(item, Incoming):
+            self._queued_bytes -= len(item.body)
         if isinstance(item, _Refusal):  # a request that could not be served: answer, close
             err = item.err
             record = RequestLog(request_id(None), item.method, item.path, status=err.status,

@@ -37,6 +37,11 @@ REFUSED_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE
 # client pays for per read. The first bytes, and the end, go out at once; a token is held at
 # most this long (2 ms), and only while tokens come faster than one per COALESCE_S.
 COALESCE_S = 0.002
+COALESCE_BYTES = 64 * 1024  # ...and never more than this is held
+# A request is sent again only when its pooled connection closed this soon after it was written,
+# with not a byte of reply: the upstream closed an idle connection as the request went out. A
+# later close means the upstream may have read and worked on it: that is the client's 502.
+RESEND_WITHIN_S = 0.5
 
 DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
 DROP_RESPONSE = HOP | {b"date", b"server", b"set-cookie", b"x-request-id", b"x-gateway-provider"}
@@ -118,8 +123,9 @@ class Exchange:
         self._flush_timer: asyncio.TimerHandle | None = None
 
     def begin(self, conn: Connection, request: bytes) -> None:
-        if self.done.done():  # a second attempt
+        if self.done.done():  # a second attempt: a fresh first-byte budget
             self.done = self._loop.create_future()
+            self._last = self._loop.time()
         self.conn = conn
         self.streams.active.add(self)
         self.reply.follow(conn)
@@ -189,6 +195,7 @@ class Exchange:
             and conn is not None
             and conn.reused
             and conn.received == 0
+            and self._loop.time() - conn.sent_at < RESEND_WITHIN_S
             and not self._resent
             and not self.done.done()
         ):
@@ -209,7 +216,8 @@ class Exchange:
         if self._flush_timer is not None and not (self._flushed_at < 0 and self.reply.pending):
             return  # a write is already due (the first body bytes do not wait for it)
         last = self._last  # the clock read on_data made
-        if not self.reply.pending or last - self._flushed_at < COALESCE_S:
+        pending = self.reply.pending
+        if not pending or (last - self._flushed_at < COALESCE_S and pending < COALESCE_BYTES):
             if self._flush_timer is None:
                 due = (last if self._flushed_at < 0 else self._flushed_at) + COALESCE_S
                 self._flush_timer = self._loop.call_at(due, self._flush_due)

@@ -42,7 +42,7 @@ class Reply:
     complete-looking one."""
 
     __slots__ = (
-        "_body", "_conn", "_out", "envelope", "finished", "follow", "framing", "head",
+        "_body", "_conn", "_out", "_pending", "envelope", "finished", "follow", "framing", "head",
         "keep_alive", "started",
     )  # fmt: skip
 
@@ -60,15 +60,16 @@ class Reply:
         self.keep_alive = keep_alive
         self._out: list[bytes] = []  # framed bytes
         self._body: list[bytes] = []  # body pieces not yet framed
+        self._pending = 0  # their size
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._conn.loop
 
     @property
-    def pending(self) -> bool:
-        """Body bytes are waiting for `flush()`."""
-        return bool(self._body)
+    def pending(self) -> int:
+        """How many body bytes are waiting for `flush()`."""
+        return self._pending
 
     @property
     def gone(self) -> bool:
@@ -92,6 +93,7 @@ class Reply:
     def write(self, data: bytes) -> None:
         if data and self.framing is not Framing.NONE:
             self._body.append(data)
+            self._pending += len(data)
 
     def end(self) -> None:
         self._frame()
@@ -105,6 +107,7 @@ class Reply:
         if body:
             data = body[0] if len(body) == 1 else b"".join(body)
             body.clear()
+            self._pending = 0
             chunked = self.framing is Framing.CHUNKED
             self._out.append(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
 

@@ -24,6 +24,7 @@ from gateway.edge.framing import body_allowed
 IDLE_REUSE_S = 4.0
 MAX_HEAD_BYTES = 64 * 1024  # an upstream's response head, like a client's request head
 MAX_HEADERS = 256
+CHUNK_OVERHEAD = 32  # bytes of framing allowed per chunk (size line, CRLFs)
 
 
 class UpstreamClosed(ConnectionError):
@@ -110,6 +111,9 @@ class Connection(asyncio.Protocol):
         self._complete = False  # the one final reply asked for has been parsed
         self._extra = False  # ...and more bytes followed it
         self._keep = False  # ...and it may be reused
+        self._read_body = 0  # body bytes parsed from the current read
+        self._read_chunks = 0  # chunk headers parsed from the current read
+        self.sent_at = 0.0  # when the current request was written
 
     @property
     def reused(self) -> bool:
@@ -123,6 +127,7 @@ class Connection(asyncio.Protocol):
         self.sink = sink
         self.uses += 1
         self.received = 0
+        self.sent_at = self.pool.now()
         self._parser = httptools.HttpResponseParser(self)
         self._headers = []
         self._head_bytes = 0
@@ -164,8 +169,12 @@ class Connection(asyncio.Protocol):
             self.pool.discard(self)
             return
         self.received += len(data)
+        self._read_body = self._read_chunks = 0
         try:
             parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # a 101 or an upgrade: nothing we asked for
+            self._fail(UpstreamBroken("the upstream switched protocols"))
+            return
         except httptools.HttpParserError as exc:
             if not self._complete:
                 self._fail(UpstreamBroken(f"invalid HTTP from upstream: {exc}"))
@@ -174,11 +183,13 @@ class Connection(asyncio.Protocol):
         if self._complete:
             self._settle()
             return
-        if not self._head_seen:  # a head still open after this read: count it as it arrives
-            self._head_bytes += len(data)  # (httptools buffers an unfinished header line)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._fail(UpstreamBroken(f"response head over {MAX_HEAD_BYTES} bytes"))
-                return
+        # bytes that are not body — a head still open, chunk framing past what this read's chunks
+        # need, trailers — are counted as they arrive (httptools buffers an unfinished line)
+        extra = len(data) - self._read_body - CHUNK_OVERHEAD * self._read_chunks
+        self._head_bytes = max(0, self._head_bytes + extra)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._fail(UpstreamBroken(f"response head or framing over {MAX_HEAD_BYTES} bytes"))
+            return
         if self.sink is not None:  # (the exchange may have let go of it meanwhile)
             sink.flush()
 
@@ -223,15 +234,19 @@ class Connection(asyncio.Protocol):
             lower = name.lower()
             if lower == b"content-length":
                 length = int(value)  # llhttp has checked it: digits, one value
-            elif lower == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
+            elif lower == b"transfer-encoding":  # chunked when it is the last coding (llhttp)
+                chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         if chunked:
             length = None
         self._framed = chunked or length is not None or not body_allowed(status)
         if self.sink is not None:
             self.sink.on_head(status, self._headers, length)
 
+    def on_chunk_header(self) -> None:
+        self._read_chunks += 1
+
     def on_body(self, body: bytes) -> None:
+        self._read_body += len(body)
         if self.sink is not None:
             self.sink.on_data(body)
 
@@ -279,7 +294,7 @@ class Pool:
         self.busy = 0  # connections lent out right now
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _now(self) -> float:
+    def now(self) -> float:
         loop = self._loop
         if loop is None:  # asyncio.get_running_loop() costs a getpid() syscall: ask once
             loop = self._loop = asyncio.get_running_loop()
@@ -289,7 +304,7 @@ class Pool:
         """A connection to `where`: the newest idle one, or a new one (always when `fresh`)."""
         idle = self._idle.get(where.key)
         if idle and not fresh:
-            now = self._now()
+            now = self.now()
             while idle:
                 conn = idle.pop()
                 if not conn.closed and now - conn.idle_since < IDLE_REUSE_S:
@@ -312,7 +327,7 @@ class Pool:
         conn.lent = False
         self.busy -= 1
         conn.resume()  # a slow client may have paused it just as the reply ended
-        conn.idle_since = self._now()
+        conn.idle_since = self.now()
         self._idle.setdefault(conn.key, []).append(conn)
 
     def discard(self, conn: Connection) -> None:

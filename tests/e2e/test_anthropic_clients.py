@@ -61,10 +61,11 @@ def test_sdk_messages_land_on_their_machine_with_usage(
 
 
 def test_sdk_counts_tokens_on_the_named_machine(client: Anthropic) -> None:
-    counted = client.messages.count_tokens(
+    raw = client.messages.with_raw_response.count_tokens(
         model=f"machine-b/{ALIAS}", messages=[{"role": "user", "content": "How many tokens?"}]
     )
-    assert counted.input_tokens > 0
+    assert raw.headers["x-gateway-provider"] == "machine-b"
+    assert raw.parse().input_tokens > 0
 
 
 def test_sdk_sees_anthropics_error_shape(client: Anthropic) -> None:

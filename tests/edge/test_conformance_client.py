@@ -279,3 +279,58 @@ async def test_at_the_connection_cap_idle_connections_make_room(
     finally:
         for c in idle:
             await c.close()
+
+
+async def test_many_tiny_chunks_earn_no_room_for_an_endless_trailer(
+    gw_up: tuple[Gateway, RawUpstream],
+) -> None:
+    """Chunk framing is allowed per read, never saved up: 20,000 one-byte chunks, then a trailer
+    line that never ends, gets 431 as the trailer arrives."""
+    gw, up = gw_up
+    body = b'{"model":"a/m","pad":"' + b"x" * 19_970 + b'"}'
+    client = await Client.open(gw.port)
+    sent = 0
+    try:
+        await client.send(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"".join(b"1\r\n%c\r\n" % c for c in body)
+            + b"0\r\nX-Trailer: "
+        )
+        reading = asyncio.ensure_future(client.reader.read())
+        while sent < 8 * 1024 * 1024 and not reading.done():
+            try:
+                await client.send(b"a" * 65536)
+            except ConnectionError:
+                break
+            sent += 65536
+            await asyncio.sleep(0.001)
+        raw = await asyncio.wait_for(reading, 10)
+    finally:
+        await client.close()
+    (reply,) = responses(raw, ["POST"])
+    assert reply.status == 431
+    assert sent <= 512 * 1024, f"the 431 came only after {sent} bytes of trailer"
+    assert up.inference() == []
+
+
+async def test_a_client_that_stops_reading_is_let_go(
+    raw_upstream: RawFactory, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nginx's send_timeout: a socket buffer that stays full for SEND_TIMEOUT_S ends it."""
+    from gateway.edge import front
+
+    monkeypatch.setattr(front, "SEND_TIMEOUT_S", 0.3)
+    big = json.dumps({"pad": "x" * (16 * 1024 * 1024)}).encode()
+    up = await raw_upstream(lambda seen: [json_reply(big)])
+    gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}))
+    client = await Client.open(gw.port)
+    try:
+        client.writer.transport.pause_reading()  # type: ignore[attr-defined]  # read nothing
+        await client.send(chat("stuck"))
+        for _ in range(100):  # the gateway drops the connection (bounded wait, no sleep-as-sync)
+            await asyncio.sleep(0.05)
+            if not gw.running.front.connections:
+                break
+        assert not gw.running.front.connections
+    finally:
+        await client.close()

@@ -255,3 +255,44 @@ async def test_a_body_delimited_by_the_close_is_rechunked_whole(
         assert (await client.read_reply()).json()["rid"] == "two"  # type: ignore[index]
     finally:
         await client.close()
+
+
+async def test_an_upstream_that_switches_protocols_is_a_502(
+    raw_upstream: RawFactory, gateway: GatewayFactory
+) -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nraw"
+    up = await raw_upstream(first_then_ok(lambda seen: [switch]))
+    gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}))
+    (reply,) = responses(await ask(gw, "first"), ["POST"])
+    assert reply.status == 502
+    await two_clients_get_their_own(gw)
+
+
+async def test_an_endless_upstream_trailer_is_cut_off_not_buffered(
+    raw_upstream: RawFactory, gateway: GatewayFactory
+) -> None:
+    piece: list[Step] = [b"a" * 65536, 0.001]
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-T: "
+    up = await raw_upstream(first_then_ok(lambda seen: [chunked, *piece * 64]))
+    gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}))
+    raw = await ask(gw, "first")
+    with pytest.raises(Incomplete):  # the reply had started: the client sees it cut, promptly
+        responses(raw, ["POST"])
+    await two_clients_get_their_own(gw)
+
+
+async def test_a_reused_connection_closed_long_after_the_request_is_not_resent(
+    raw_upstream: RawFactory, gateway: GatewayFactory
+) -> None:
+    """A close that comes late means the upstream may have worked on the request: a 502, not a
+    second run of it."""
+
+    def slow_close(seen: Seen) -> Sequence[Step]:
+        return [0.8, None] if (seen.conn, seen.index) == (0, 1) else ok(seen)
+
+    up = await raw_upstream(slow_close)
+    gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}))
+    responses(await ask(gw, "one"), ["POST"])
+    (reply,) = responses(await ask(gw, "two"), ["POST"])
+    assert reply.status == 502
+    assert [s.header("x-request-id") for s in up.inference()] == ["one", "two"]
