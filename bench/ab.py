@@ -1,0 +1,63 @@
+"""A/B two revisions of the gateway on this machine: same mock, same wrk, alternating runs.
+
+    python bench/ab.py e4e0856 HEAD            # req/s and latency at c=64, 8 s, 2 rounds
+    python bench/ab.py e4e0856 HEAD -c 1 -r 3
+
+Each revision runs from a temporary `git worktree` (so a change's cost is measured against the
+code before it, not against figures from another machine); the proxy on core 1, wrk and the
+mock on core 0, as in bench/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import gateway, mock, wrk  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("revisions", nargs="+", help="git revisions to compare")
+    parser.add_argument("-c", "--connections", type=int, default=64)
+    parser.add_argument("-d", "--seconds", type=float, default=8.0)
+    parser.add_argument("-r", "--rounds", type=int, default=2)
+    args = parser.parse_args()
+    root = HERE.parent
+    with tempfile.TemporaryDirectory(prefix="boocode-ab-") as d:
+        tmp = Path(d)
+        trees: list[tuple[str, Path]] = []
+        for rev in args.revisions:
+            tree = tmp / f"tree-{len(trees)}"
+            subprocess.run(["git", "-C", str(root), "worktree", "add", "-q", "--detach",
+                            str(tree), rev], check=True)  # fmt: skip
+            trees.append((rev, tree))
+        try:
+            with mock(tmp, 20, 0) as up:
+                for _ in range(args.rounds):
+                    for rev, tree in trees:
+                        os.environ["PYTHONPATH"] = str(tree)
+                        os.chdir(tree)  # `python -m gateway` runs this revision
+                        with gateway(tmp, up) as target:
+                            wrk(target, args.connections, 2, tmp)  # warm-up
+                            r = wrk(target, args.connections, args.seconds, tmp)
+                        rps, p50, p99 = r["rps"], r["p50_ms"], r["p99_ms"]
+                        line = f"{rev:>12}  c={args.connections}  {rps:>9,.0f} req/s  "
+                        print(line + f"p50 {p50:.2f} ms  p99 {p99:.2f} ms", flush=True)
+        finally:
+            os.chdir(root)
+            for _, tree in trees:
+                subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force",
+                                str(tree)], check=False)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
