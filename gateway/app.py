@@ -19,6 +19,7 @@ from gateway.edge.relay import Streams, Timing
 from gateway.edge.upstream import Pool
 from gateway.lanes import Lanes
 from gateway.metrics import Metrics
+from gateway.pools.members import Pools
 from gateway.registry import Registry, RegistryBox
 from gateway.reload import Reloader
 from gateway.routes import fleet, health, inference, models, page
@@ -138,6 +139,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
     if settings.sync:
         catalog.on_refresh.append(AutoSync(settings.sync, settings))
     app[models.CATALOG] = catalog
+    app[inference.POOLS] = Pools(catalog, app[inference.LANES])
     app[middleware.METRICS].watch(app[inference.LANES], catalog)
     _spawn(app, catalog.run(), "catalog-refresh")
     yield

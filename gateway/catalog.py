@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -20,7 +20,8 @@ import structlog
 
 from gateway import context, modelref
 from gateway.errors import GatewayError, from_upstream
-from gateway.registry import Provider, RegistryBox
+from gateway.pools.residency import Residency
+from gateway.registry import Provider, ProviderKind, Registry, RegistryBox
 
 log = structlog.get_logger("gateway.catalog")
 
@@ -43,6 +44,7 @@ class ProviderState:
     last_seen: float | None = None  # wall clock of the last good answer
     last_error: str | None = None
     failing_since: float | None = None
+    wires: frozenset[str] = frozenset()  # the wire ids of `models`
 
     @property
     def answered(self) -> bool:
@@ -107,20 +109,31 @@ class Catalog:
         self.offline_after_s = offline_after_s
         self._clock = clock
         self._states: dict[str, ProviderState] = {}
+        self._states_of: Mapping[str, Provider] | None = None  # the registry _states_list is for
+        self._states_list: list[ProviderState] = []
         self._contexts: dict[str, int] = {}  # composite id -> context window
+        self._propped: set[str] = set()  # composite ids whose /props answered
+        self.residency = Residency()  # which models are loaded where (pools)
         self.ready = asyncio.Event()  # set after the first refresh
         self.on_refresh: list[Callable[[Catalog], Awaitable[None]]] = []
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry.current
 
     def states(self) -> list[ProviderState]:
         """Provider states in registry order (providers no longer registered are dropped)."""
         providers = self._registry.current.providers
+        if providers is self._states_of:  # the same registry: the same states (pools ask often)
+            return list(self._states_list)
         out = []
         for pid, provider in providers.items():
             state = self._states.get(pid)
             if state is None or state.provider != provider:
                 state = self._states[pid] = ProviderState(provider)
             out.append(state)
-        return out
+        self._states_of, self._states_list = providers, out
+        return list(out)
 
     async def refresh(self) -> None:
         await asyncio.gather(*(self._refresh_one(s) for s in self.states()))
@@ -149,31 +162,76 @@ class Catalog:
                 state.failing_since = self._clock()
                 log.warning("provider_down", provider=provider.id, error=message)
             state.last_error = message
+            self.residency.forget(provider.id)
             return
         if state.last_error is not None or state.last_seen is None:
             log.info("provider_up", provider=provider.id, models=len(models))
-        state.models = await self._with_contexts(provider, models, headers)
+        wires = [m.wire for m in models]
+        running: list[str] | None = None
+        if provider.kind is ProviderKind.LLAMA_SWAP:
+            known, running = await self._running(provider, headers)
+            if known:
+                self.residency.refreshed(provider.id, wires, running)
+            else:
+                running = []  # unknown: probe nothing (probing an unloaded model loads it)
+        state.models = await self._with_contexts(provider, models, headers, running)
+        state.wires = frozenset(wires)
         state.last_seen = self._clock()
         state.last_error = None
         state.failing_since = None
 
+    async def _running(
+        self, provider: Provider, headers: dict[str, str]
+    ) -> tuple[bool, list[str] | None]:
+        """llama-swap's loaded models (`GET /running`, which never loads one): (known, models);
+        models None for a server without `/running` (404: a plain llama-server). Not known
+        when it failed: then what the gateway knew stays."""
+        try:
+            async with self._session.get(
+                provider.base_url + "/running", headers=headers, timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:  # fmt: skip
+                if resp.status == 404:
+                    return True, None
+                if resp.status != 200:
+                    return False, None
+                loaded = context.loaded_models(orjson.loads(await resp.read()))
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return False, None
+        return loaded is not None, loaded
+
     async def _with_contexts(
-        self, provider: Provider, models: tuple[ModelEntry, ...], headers: dict[str, str]
+        self,
+        provider: Provider,
+        models: tuple[ModelEntry, ...],
+        headers: dict[str, str],
+        running: list[str] | None,
     ) -> tuple[ModelEntry, ...]:
-        """Fill in context windows; a window once learned is kept (keyed by composite id)."""
+        """Fill in context windows (and slots, for pools) from `/props`; a window once learned
+        is kept (keyed by composite id)."""
         for m in models:
             if m.context_window is not None:
                 self._contexts[m.id] = m.context_window
-        missing = [m.wire for m in models if m.id not in self._contexts]
+        local = provider.kind is ProviderKind.LLAMA_SWAP
+        missing = [
+            m.wire for m in models
+            if m.id not in self._contexts or (local and m.id not in self._propped)
+        ]  # fmt: skip
         try:
             found = await context.probe(
-                self._session, provider, [m.wire for m in models], missing, headers, self._timeout
-            )
+                self._session, provider, [m.wire for m in models], missing, headers,
+                self._timeout, running,
+            )  # fmt: skip
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("context_probe_failed", provider=provider.id, error=type(exc).__name__)
             found = {}
-        for wire, n_ctx in found.items():
-            self._contexts[modelref.composite(provider.id, wire)] = n_ctx
+        for wire, props in found.items():
+            cid = modelref.composite(provider.id, wire)
+            self._propped.add(cid)
+            if props.n_ctx is not None:
+                self._contexts.setdefault(cid, props.n_ctx)
+            if props.slots is not None:
+                self.residency.set_slots(cid, props.slots)
         return tuple(
             replace(m, context_window=self._contexts.get(m.id)) if m.context_window is None else m
             for m in models

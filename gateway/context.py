@@ -1,7 +1,8 @@
 """Context windows, from the cheapest source that never loads a model (DESIGN §5).
 
 1. the provider's own model list (`context_length`, `meta.n_ctx`), read by catalog.py;
-2. llama-swap: only models already loaded (`GET /running`), via `/upstream/<wire>/props`;
+2. llama-swap: only models already loaded (`GET /running`, asked by the catalog each refresh),
+   via `/upstream/<wire>/props`;
    probing an unloaded model there makes llama-swap load it, so there is never a sweep;
 3. a plain llama-server (no `/running`): its `/props`, when it serves exactly one model;
 4. DeepSeek: a small table, for providers of kind `deepseek` only.
@@ -11,7 +12,7 @@ Results are keyed by composite id, so two machines serving one wire name never s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -23,17 +24,41 @@ from gateway.registry import Provider, ProviderKind
 DEEPSEEK_CONTEXT = {"deepseek-chat": 131_072, "deepseek-reasoner": 131_072}
 
 
-def _n_ctx(props: Any) -> int | None:
-    if not isinstance(props, dict):
-        return None
-    settings = props.get("default_generation_settings")
-    value = settings.get("n_ctx") if isinstance(settings, dict) else None
+class Props(NamedTuple):
+    """What a llama-server's `/props` tells: its context window and parallel slots."""
+
+    n_ctx: int | None
+    slots: int | None
+
+
+def _positive(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     return None
 
 
-async def _get_json(
+def _props(props: Any) -> Props | None:
+    if not isinstance(props, dict):
+        return None
+    settings = props.get("default_generation_settings")
+    n_ctx = _positive(settings.get("n_ctx")) if isinstance(settings, dict) else None
+    found = Props(n_ctx, _positive(props.get("total_slots")))
+    return found if found != (None, None) else None
+
+
+def loaded_models(running: Any) -> list[str] | None:
+    """llama-swap's `/running` answer -> the models loaded and ready; None when it is not one."""
+    if not isinstance(running, dict) or not isinstance(running.get("running"), list):
+        return None
+    return [
+        r["model"]
+        for r in running["running"]
+        if isinstance(r, dict) and isinstance(r.get("model"), str)
+        and r.get("state", "ready") == "ready"
+    ]  # fmt: skip
+
+
+async def get_json(
     session: aiohttp.ClientSession,
     url: str,
     headers: dict[str, str],
@@ -58,35 +83,31 @@ async def probe(
     missing: Sequence[str],
     headers: dict[str, str],
     client_timeout: aiohttp.ClientTimeout,
-) -> dict[str, int]:
-    """Windows (wire id -> n_ctx) for `missing`, the models `provider` serves (`served`)
-    whose window is not known yet."""
+    running: Sequence[str] | None,
+) -> dict[str, Props]:
+    """What `/props` says (window, slots) for `missing`, models `provider` serves (`served`)
+    whose window or slots are not known yet. `running`: the models llama-swap's `/running`
+    listed as loaded (the catalog asks it each refresh), None when it has no `/running`."""
     if not missing:
         return {}
     if provider.kind is ProviderKind.DEEPSEEK:
-        return {w: DEEPSEEK_CONTEXT[w] for w in missing if w in DEEPSEEK_CONTEXT}
+        return {w: Props(DEEPSEEK_CONTEXT[w], None) for w in missing if w in DEEPSEEK_CONTEXT}
     if provider.kind is not ProviderKind.LLAMA_SWAP:
         return {}
-    running = await _get_json(session, provider.base_url + "/running", headers, client_timeout)
-    if isinstance(running, dict) and isinstance(running.get("running"), list):
-        loaded = {
-            r.get("model")
-            for r in running["running"]
-            if isinstance(r, dict) and r.get("state", "ready") == "ready"
-        }
-        found: dict[str, int] = {}
+    found: dict[str, Props] = {}
+    if running is not None:
         for wire in missing:
-            if wire not in loaded or wire in (".", ".."):
+            if wire not in running or wire in (".", ".."):
                 continue
             url = f"{provider.base_url}/upstream/{quote(wire, safe='')}/props"
-            n_ctx = _n_ctx(await _get_json(session, url, headers, client_timeout))
-            if n_ctx is not None:
-                found[wire] = n_ctx
+            props = _props(await get_json(session, url, headers, client_timeout))
+            if props is not None:
+                found[wire] = props
         return found
-    if running is None and len(served) == 1:  # no /running: a plain llama-server, one model
-        n_ctx = _n_ctx(
-            await _get_json(session, provider.base_url + "/props", headers, client_timeout)
+    if len(served) == 1:  # no /running: a plain llama-server, one model
+        props = _props(
+            await get_json(session, provider.base_url + "/props", headers, client_timeout)
         )
-        if n_ctx is not None:
-            return {served[0]: n_ctx}
-    return {}
+        if props is not None:
+            found[served[0]] = props
+    return found

@@ -122,5 +122,9 @@ class Lanes:
             self._lanes[provider_id] = lane
         return lane
 
+    def in_flight_of(self, provider_id: str) -> int:
+        lane = self._lanes.get(provider_id)
+        return 0 if lane is None else lane.in_flight
+
     def snapshot(self) -> dict[str, Lane]:
         return dict(self._lanes)

@@ -78,6 +78,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.pool_choices = Counter(
+            "gateway_pool_choices",
+            "Pool members a request was sent to, by pool and why that member (choose.py).",
+            ["pool", "reason"],
+            registry=self.registry,
+        )
+        self.pool_failovers = Counter(
+            "gateway_pool_failovers",
+            "Pool members that failed before their reply began (the next member was tried).",
+            ["pool", "provider"],
+            registry=self.registry,
+        )
+        self._choices: dict[tuple[str, str], Counter] = {}
         self._requests: dict[tuple[str, str, int | None], Counter] = {}
         self._latency: dict[str, tuple[Histogram, Histogram]] = {}
 
@@ -108,6 +121,16 @@ class Metrics:
             self.upstream_errors.labels(provider, record.error).inc()
         elif record.disconnected:
             self.upstream_errors.labels(provider, "client_disconnected").inc()
+
+    def pool_choice(self, pool: str, reason: str) -> None:
+        """`pool` is a registry name or `any/<model>` of a model the catalog lists: bounded."""
+        counter = self._choices.get((pool, reason))
+        if counter is None:
+            counter = self._choices[(pool, reason)] = self.pool_choices.labels(pool, reason)
+        counter.inc()
+
+    def pool_failover(self, pool: str, provider: str) -> None:
+        self.pool_failovers.labels(pool, provider).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,7 +7,7 @@ reading the file; the result is immutable and swapped whole (see `RegistryBox`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,6 +27,8 @@ from pydantic import (
 
 DEFAULT_DEEPSEEK_BASE_URL = "https://api.deepseek.com"
 DEFAULT_LEGACY_URL = "http://127.0.0.1:8080"
+POOL_PREFIX = "pool"  # named pools: `pool/<name>`
+DEFAULT_AUTO_POOL_PREFIX = "any"  # automatic pools: `any/<wire>`
 
 
 class RegistryError(Exception):
@@ -86,6 +88,20 @@ class ProviderSpec(BaseModel):
         return self
 
 
+PoolName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
+MemberId = Annotated[str, StringConstraints(min_length=3, max_length=512, pattern=r"^[^/]+/\S")]
+
+
+class PoolSpec(BaseModel):
+    """A named pool: `pool/<name>` runs on one of `members` (composite ids); `fallback` (a
+    composite id, often a cloud model) only when no member can answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    members: list[MemberId] = Field(min_length=1, max_length=64)
+    fallback: MemberId | None = None
+
+
 class RegistryFile(BaseModel):
     """The whole file."""
 
@@ -93,16 +109,29 @@ class RegistryFile(BaseModel):
 
     default_provider: ProviderId | None = Field(None, alias="defaultProvider")
     providers: list[ProviderSpec] = Field(min_length=1)
+    auto_pool_prefix: ProviderId = Field(DEFAULT_AUTO_POOL_PREFIX, alias="autoPoolPrefix")
+    pools: dict[PoolName, PoolSpec] = Field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """Cross-entry checks, each naming its field path."""
         out: list[str] = []
         seen: dict[str, int] = {}
+        if self.auto_pool_prefix == POOL_PREFIX:
+            out.append(f"autoPoolPrefix: {POOL_PREFIX!r} is the named pools' prefix (pool/<name>)")
         for i, spec in enumerate(self.providers):
             if spec.id in seen:
                 out.append(
                     f"providers[{i}].id: duplicate provider id {spec.id!r} "
                     f"(first at providers[{seen[spec.id]}])"
+                )
+            if spec.id == POOL_PREFIX:
+                out.append(
+                    f"providers[{i}].id: {POOL_PREFIX!r} is reserved for named pools (pool/<name>)"
+                )
+            if spec.id == self.auto_pool_prefix:
+                out.append(
+                    f"providers[{i}].id: {spec.id!r} is the automatic pools' prefix "
+                    f"({spec.id}/<model>); rename the provider or set autoPoolPrefix"
                 )
             seen.setdefault(spec.id, i)
         if self.default_provider is not None and self.default_provider not in seen:
@@ -159,12 +188,27 @@ class Provider:
 
 
 @dataclass(frozen=True, slots=True)
+class Pool:
+    """A named pool: composite ids of its members, in the file's order, and its fallback."""
+
+    name: str
+    members: tuple[str, ...]
+    fallback: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{POOL_PREFIX}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
 class Registry:
     providers: Mapping[str, Provider]  # registry order
     default_provider: str
     source: str  # the file path, or "environment" for the legacy fallback
     configured: bool = True  # False when nothing at all was configured
     warnings: tuple[str, ...] = ()
+    pools: Mapping[str, Pool] = field(default_factory=dict)  # by name
+    auto_pool_prefix: str = DEFAULT_AUTO_POOL_PREFIX
 
     @property
     def default(self) -> Provider:
@@ -208,7 +252,37 @@ def parse_registry(data: Any, source: str, env: Mapping[str, str]) -> Registry:
         raise RegistryError(f"{source}: " + "; ".join(problems))
     specs = list(spec.providers)
     default = spec.default_provider or specs[0].id
-    return _build(specs, default, source, env, configured=True)
+    registry = _build(specs, default, source, env, configured=True)
+    pools: dict[str, Pool] = {}
+    problems = []
+    if spec.auto_pool_prefix in registry.providers and spec.auto_pool_prefix not in {
+        p.id for p in specs
+    }:  # the DeepSeek provider added from DEEPSEEK_API_KEY
+        problems.append(f"autoPoolPrefix: {spec.auto_pool_prefix!r} is also a provider id")
+    for name, pool in spec.pools.items():
+        members = []
+        for i, member in enumerate(pool.members):
+            where = f"pools.{name}.members[{i}]"
+            if member in members:
+                problems.append(f"{where}: {member!r} is listed twice")
+            members.append(member)
+            problems += _member_problem(where, member, registry)
+        if pool.fallback is not None:
+            problems += _member_problem(f"pools.{name}.fallback", pool.fallback, registry)
+            if pool.fallback in members:
+                problems.append(f"pools.{name}.fallback: {pool.fallback!r} is also a member")
+        pools[name] = Pool(name, tuple(members), pool.fallback)
+    if problems:
+        raise RegistryError(f"{source}: " + "; ".join(problems))
+    return replace(registry, pools=pools, auto_pool_prefix=spec.auto_pool_prefix)
+
+
+def _member_problem(where: str, member: str, registry: Registry) -> list[str]:
+    provider = member.partition("/")[0]
+    if provider not in registry.providers:
+        known = ", ".join(registry.providers)
+        return [f"{where}: {member!r} names no known provider {provider!r} (known: {known})"]
+    return []
 
 
 def load_registry(path: Path, env: Mapping[str, str]) -> Registry:
@@ -229,6 +303,10 @@ def load_registry(path: Path, env: Mapping[str, str]) -> Registry:
 def _legacy(env: Mapping[str, str]) -> Registry:
     url = env.get("LLAMA_SWAP_URL", "").strip()
     provider_id = env.get("LLAMA_PROVIDER_ID", "").strip() or "local"
+    if provider_id in (POOL_PREFIX, DEFAULT_AUTO_POOL_PREFIX):
+        raise RegistryError(
+            f"LLAMA_PROVIDER_ID: {provider_id!r} is reserved for pools (pool/<name>, any/<model>)"
+        )
     data: dict[str, Any] = {
         "id": provider_id,
         "label": "Local llama-swap",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gateway import modelref
 from gateway.errors import GatewayError
-from gateway.registry import Provider, Registry
+from gateway.registry import POOL_PREFIX, Provider, Registry
 
 ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 
@@ -29,6 +29,41 @@ class Route:
     @property
     def composite_id(self) -> str:
         return modelref.composite(self.provider.id, self.wire_model)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRef:
+    """A model id that names a pool: `any/<wire>` (members: every online local machine whose
+    catalog lists `wire`) or `pool/<name>` (members and fallback from the registry)."""
+
+    id: str  # as the client wrote it
+    wire: str | None = None  # any/<wire>
+    members: tuple[str, ...] = ()  # pool/<name>: composite ids
+    fallback: str | None = None
+
+
+def pool_of(registry: Registry, model_id: str) -> PoolRef | None:
+    """The pool `model_id` names, or None when it names a provider's model (see `resolve`)."""
+    prefix, _, rest = model_id.partition("/")
+    if prefix == registry.auto_pool_prefix:
+        if not rest or not modelref.is_clean(model_id):
+            raise GatewayError(
+                400, "invalid_model", f"model {_quoted(model_id)} names no model after "
+                f"{prefix}/", param="model",
+            )  # fmt: skip
+        return PoolRef(model_id, wire=rest)
+    if prefix == POOL_PREFIX:
+        pool = registry.pools.get(rest)
+        if pool is None:
+            known = ", ".join(p.id for p in registry.pools.values()) or "none"
+            raise GatewayError(
+                400,
+                "model_not_found",
+                f"unknown pool {_quoted(model_id)}; pools in the registry: {known}",
+                param="model",
+            )
+        return PoolRef(model_id, members=pool.members, fallback=pool.fallback)
+    return None
 
 
 def resolve(

@@ -55,6 +55,11 @@ class FakeUpstream:
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while active == 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # an inference request came
     tls: ssl.SSLContext | None = None  # serve https (the DeepSeek cloud is https)
+    total_slots: int | None = None  # in /props, like llama-server's
+    running_status: int = 200  # /running's status (llama-swap busy or restarting: 502)
+    # llama-swap: a request for a model not in `running` swaps it in (running becomes [it]);
+    # each inference request records whether its model was loaded when it arrived
+    loaded_on_arrival: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -119,6 +124,8 @@ class FakeUpstream:
         self._record(request, b"")
         if self.running is None:
             raise web.HTTPNotFound()
+        if self.running_status != 200:
+            raise web.HTTPException(status=self.running_status)  # type: ignore[call-arg]
         return web.json_response(
             {"running": [{"model": m, "state": "ready"} for m in self.running]}
         )
@@ -129,7 +136,10 @@ class FakeUpstream:
         wire = request.match_info.get("model") or next(iter(self.props_n_ctx), "")
         if wire not in self.props_n_ctx:
             raise web.HTTPNotFound()
-        return web.json_response({"default_generation_settings": {"n_ctx": self.props_n_ctx[wire]}})
+        props: dict[str, Any] = {"default_generation_settings": {"n_ctx": self.props_n_ctx[wire]}}
+        if self.total_slots is not None:
+            props["total_slots"] = self.total_slots
+        return web.json_response(props)
 
     def probed(self) -> list[str]:
         """Paths of every context look-up that reached this server."""
@@ -149,6 +159,11 @@ class FakeUpstream:
         body = await request.read()
         self._record(request, body)
         self.arrived.set()
+        if self.running is not None and request.path != "/v1/messages/count_tokens":
+            model = orjson.loads(body).get("model")
+            self.loaded_on_arrival.append(model in self.running)
+            if model not in self.running:
+                self.running = [model]
         if self.first_byte_delay:
             try:
                 await asyncio.sleep(self.first_byte_delay)

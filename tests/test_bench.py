@@ -44,3 +44,14 @@ def test_quick_benchmark_produces_the_table(tmp_path: Path) -> None:
         assert figure in rows, figure
         assert rows[figure].split(" | ")[2] != "\u2013", f"gateway has no figure for {figure}"
     assert "did not start" not in table
+
+
+def test_pools_benchmark_runs_and_prints_its_figures(tmp_path: Path) -> None:
+    """bench/pools.py on a tiny workload: the rows are there (no figure is asserted)."""
+    cmd = [sys.executable, str(ROOT / "bench" / "pools.py"), "--requests", "30",
+           "--swap-ms", "20", "--gen-ms", "5"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for row in ("any/<model> (pools)", "round-robin composite ids", "routing cost, 3 machines",
+                "routing cost, 8 machines", "target >= 95 % landed loaded+free:"):  # fmt: skip
+        assert row in done.stdout, done.stdout

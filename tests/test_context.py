@@ -12,19 +12,19 @@ async def _windows(gw: Any) -> dict[str, int | None]:
     return {m["id"]: m["contextWindow"] for p in body["providers"] for m in p["models"]}
 
 
-async def test_model_list_metadata_wins_and_nothing_is_probed(
+async def test_model_list_metadata_wins_and_only_loaded_models_are_asked(
     upstream: UpstreamFactory, gateway: GatewayFactory
 ) -> None:
     box = await upstream(
         "box",
         models=["a", "b"],
         context_length={"a": 32768, "b": 8192},
-        running=["a", "b"],
+        running=["a"],
         props_n_ctx={"a": 1, "b": 1},
     )
     gw = await gateway(registry_for({"id": "box", "baseUrl": box.url}))
-    assert await _windows(gw) == {"box/a": 32768, "box/b": 8192}
-    assert box.probed() == []
+    assert await _windows(gw) == {"box/a": 32768, "box/b": 8192}  # /props's 1 does not win
+    assert box.probed() == ["/upstream/a/props"]  # its slots, for pools; b is not loaded
 
 
 async def test_llama_swap_probes_only_loaded_models(

@@ -197,3 +197,26 @@ async def test_page_works_when_the_gateway_checks_keys(
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing wider than the phone's screen
     await page.screenshot(path=ARTIFACTS / "fleet-page-phone.png", full_page=True)
+
+
+async def test_pools_show_their_members_and_answer_a_prompt(
+    browser: Any, upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    gw, a, b = await fleet(upstream, gateway)
+    a.status = 503  # a fails before answering: the pool hands the prompt to b
+    page = await open_page(browser, gw, viewport={"width": 1100, "height": 1100})
+    card = page.locator('[data-pool="any/qwen3"]')
+    await card.wait_for()
+    assert await card.locator("[data-member]").evaluate_all(
+        "els => els.map(e => e.dataset.member)"
+    ) == ["a/qwen3", "b/qwen3"]
+    assert "8k ctx" in await card.inner_text()  # the smaller window of the two
+    await page.locator('[data-group="pools"] [data-pick="any/qwen3"]').click()
+    assert await page.locator("#model").input_value() == "any/qwen3"
+    await page.locator("#send").click()
+    await page.locator("#reply", has_text="machine-b-3").wait_for()
+    assert await page.locator("#stat-machine").inner_text() == "b"
+    assert len(a.inference()) == 1 and len(b.inference()) == 1
+    # the failed machine shows as cooling down, within the page's refresh
+    await card.locator('[data-member="a/qwen3"]', has_text="cooling down").wait_for()
+    await page.screenshot(path=ARTIFACTS / "fleet-page-pools.png", full_page=True)

@@ -16,6 +16,7 @@ async def test_lists_composite_ids_from_every_provider(
         ("a/qwen3", "a", "model"),
         ("a/org/model-q4", "a", "model"),
         ("b/qwen3", "b", "model"),
+        ("any/qwen3", "auto-pool", "model"),  # two machines list qwen3: a pool of them
     ]
 
 

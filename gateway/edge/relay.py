@@ -11,7 +11,10 @@ re-armed when it fires, so a chunk costs a clock read, not timer work.
 
 A request written on a pooled connection that the upstream closed before sending a byte (it
 closed its idle keep-alive connection as the request went out) is sent once more, on a new
-connection; any other failure is the client's answer.
+connection; any other failure is the client's answer — unless the exchange is `retryable` (a pool
+member with another member after it): then a failure before a byte of its reply reached the client
+(refused, reset, a 5xx, no first byte in time) raises `Failover` instead, and the caller sends the
+request to the next member. SSE keep-alive comments already sent are not reply bytes.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ COALESCE_BYTES = 64 * 1024  # ...and never more than this is held
 RESEND_WITHIN_S = 0.5
 
 DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
-DROP_RESPONSE = HOP | {b"date", b"server", b"set-cookie", b"x-request-id", b"x-gateway-provider"}
+DROP_RESPONSE = HOP | {
+    b"date", b"server", b"set-cookie", b"x-request-id", b"x-gateway-provider", b"x-gateway-pool",
+}  # fmt: skip
 DROP_RESPONSE_SSE = DROP_RESPONSE | {b"content-type", b"cache-control", b"x-accel-buffering"}
 
 
@@ -75,6 +80,16 @@ class _Resend(Exception):
     """The reused connection closed before a byte of the reply: send the request again."""
 
 
+class Failover(Exception):
+    """A retryable exchange failed before any of its reply reached the client. `status`: the
+    upstream's own 5xx when it answered one (None: the connection failed or stayed silent)."""
+
+    def __init__(self, error: GatewayError, status: int | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.status = status
+
+
 class Exchange:
     """The `Sink` for one upstream reply: writes it to the client's `Reply`.
 
@@ -84,8 +99,9 @@ class Exchange:
 
     __slots__ = (
         "_beat_at", "_flush_timer", "_flushed_at", "_head", "_last", "_loop", "_passthrough",
-        "_refused_body", "_resent", "_timer", "conn", "done", "extra", "keepalive_s", "log",
-        "provider_id", "refused", "reply", "sse", "streams", "timing",
+        "_refused_body", "_resent", "_timer", "beat_extra", "conn", "delivered", "done", "extra",
+        "keepalive_s", "log", "provider_id", "refused", "reply", "retryable", "sse", "status",
+        "streams", "timing",
     )  # fmt: skip
 
     def __init__(
@@ -99,6 +115,8 @@ class Exchange:
         stream: bool,
         streams: Streams,
         passthrough: bool = False,
+        retryable: bool = False,
+        beat_extra: bytes | None = None,
     ) -> None:
         self._loop = reply.loop
         self.reply = reply
@@ -106,11 +124,19 @@ class Exchange:
         self.timing = timing
         self.provider_id = provider_id
         self.extra = extra  # header lines added to the reply
+        # ...and when keep-alive comments start the reply before the upstream answered (a pool
+        # names no machine there: another member may answer after a failover)
+        self.beat_extra = extra if beat_extra is None else beat_extra
+        self.retryable = retryable
+        self.delivered = False  # some of the upstream's reply went to the client
+        self.status: int | None = None  # the upstream's status
         self.keepalive_s = timing.keepalive_s if stream else 0.0
         self.done: asyncio.Future[None] = self._loop.create_future()
         self.conn: Connection | None = None
         self.streams = streams
-        self.sse = False
+        # a reply already started when the exchange begins was started by an earlier pool
+        # member's keep-alive comments: 200 + SSE, so this exchange's errors end it as events
+        self.sse = reply.started
         self.refused: int | None = None  # the upstream's error status after keep-alives went out
         self._refused_body: list[bytes] = []
         self._head = False
@@ -137,6 +163,7 @@ class Exchange:
     def on_head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None) -> None:
         self._head = True
         self._last = self._loop.time()
+        self.status = status
         sse = False
         for name, value in headers:
             if name.lower() == b"content-type":
@@ -146,10 +173,21 @@ class Exchange:
         self._rearm_if_sooner()
         log = self.log
         reply = self.reply
+        if status >= 500 and self.retryable:  # the next member answers instead
+            self.refused = status
+            if self.conn is not None:  # nothing goes to the client: its pace is not ours
+                reply.follow(None)
+                self.conn.resume()
+            return
         if reply.started:  # keep-alives already answered 200 + SSE: the reply goes inside it
             if status != 200 or not sse:
                 self.refused = status
+            else:
+                self.delivered = True
+                if log is not None:
+                    log.first_byte()
             return
+        self.delivered = True
         if log is not None:
             log.status = status
             log.first_byte()
@@ -177,13 +215,15 @@ class Exchange:
         if self.refused is not None:
             detail = b"".join(self._refused_body).decode("utf-8", "replace")[:2000]
             status = self.refused
-            self._end_with_error(
-                GatewayError(
-                    status if status >= 400 else 502,
-                    "upstream_error",
-                    f"provider {self.provider_id!r} answered HTTP {status}: {detail}",
-                )
+            err = GatewayError(
+                status if status >= 400 else 502,
+                "upstream_error",
+                f"provider {self.provider_id!r} answered HTTP {status}: {detail}",
             )
+            if self.retryable and status >= 500:
+                self._stop(Failover(err, status))
+            else:
+                self._end_with_error(err)  # (a 4xx after keep-alives: the client's, not ours)
             return
         self.reply.end()
         self._finish()
@@ -244,6 +284,9 @@ class Exchange:
         if self.conn is not None:
             self.conn.discard()
             self.conn = None
+        if self.retryable and not self.delivered and not self.streams.shutting_down:
+            self._stop(Failover(err))  # the caller sends the request to the next member
+            return
         if not self.reply.started:
             self._stop(err)  # the handler answers it
             return
@@ -326,7 +369,7 @@ class Exchange:
         if reply.gone:
             return
         if not reply.started:
-            reply.start(200, SSE_LINES + self.extra, None)
+            reply.start(200, SSE_LINES + self.beat_extra, None)
             self.sse = True
             if self.log is not None:
                 self.log.status = 200
@@ -336,13 +379,17 @@ class Exchange:
 
 async def relay(pool: Pool, where: Target, request: bytes, exchange: Exchange) -> None:
     """Send `request` on a pooled connection to `where`; returns once the reply is over.
-    Raises GatewayError when nothing reached the client yet (the caller answers it)."""
+    Raises GatewayError when nothing reached the client yet (the caller answers it), Failover
+    when a retryable exchange failed before its reply began."""
     fresh = False
     while True:
         try:
             conn = await pool.acquire(where, fresh=fresh)
         except (OSError, TimeoutError) as exc:
-            raise upstream_error(exc, exchange.provider_id) or exc from None
+            err = upstream_error(exc, exchange.provider_id)
+            if err is None:
+                raise
+            raise (Failover(err) if exchange.retryable else err) from None
         if exchange.reply.gone:
             pool.release(conn)
             return

@@ -25,6 +25,8 @@ class RequestLog:
     started: float = field(default_factory=time.perf_counter)
     model: str | None = None  # as the client sent it (truncated)
     provider: str | None = None
+    pool: str | None = None  # the pool the client named, when it named one
+    failovers: int = 0  # pool members that failed before this one answered
     wire_model: str | None = None
     status: int | None = None
     ttfb_ms: float | None = None
@@ -44,7 +46,9 @@ class RequestLog:
         return seconds
 
     def fields(self) -> dict[str, object]:
+        pooled = {"pool": self.pool, "failovers": self.failovers} if self.pool else {}
         return {
+            **pooled,
             "request_id": self.request_id,
             "method": self.method,
             "path": self.path,

@@ -10,15 +10,20 @@ Nothing secret is shown: no keys, and errors are the gateway's own messages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from gateway import modelref
 from gateway.catalog import ModelEntry, ProviderState
 from gateway.lanes import Lane
-from gateway.routes.inference import LANES, REGISTRY
+from gateway.pools.listing import listed_pools
+from gateway.pools.members import Pools
+from gateway.registry import Registry
+from gateway.routes.inference import LANES, POOLS, REGISTRY
 from gateway.routes.models import CATALOG
 from gateway.routes.settings import SETTINGS_STORE
 
@@ -48,6 +53,40 @@ def _provider(state: ProviderState, status: str, lane: Lane | None) -> dict[str,
     }
 
 
+def _pools(
+    pools: Pools, registry: Registry, states: Sequence[tuple[ProviderState, str]]
+) -> list[dict[str, Any]]:
+    """Each pool with its members' state: what the chooser sees (choose.py)."""
+    status = {s.provider.id: st for s, st in states}
+    listed = listed_pools(registry, [s for s, st in states if st != "offline"])
+    residency = pools.catalog.residency
+    cooling = pools.breakers.cooling()
+
+    def member(cid: str) -> dict[str, Any]:
+        provider, wire = modelref.split(cid)
+        pid = provider or ""
+        return {
+            "id": cid,
+            "provider": pid,
+            "status": status.get(pid, "unknown"),
+            "loaded": residency.is_loaded(pid, wire),
+            "inFlight": pools.lanes.in_flight_of(pid),
+            "health": pools.breakers.health(pid),
+            "coolingS": round(cooling[pid], 1) if pid in cooling else None,
+        }
+
+    return [
+        {
+            "id": p.id,
+            "kind": p.kind,
+            "contextWindow": p.context_window,
+            "members": [member(m) for m in p.members],
+            "fallback": member(p.fallback) if p.fallback else None,
+        }
+        for p in listed
+    ]
+
+
 async def api_models(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     await catalog.wait_ready()
@@ -55,9 +94,11 @@ async def api_models(request: web.Request) -> web.Response:
     states.sort(key=lambda pair: pair[0].provider.kind.is_cloud)  # stable: registry order kept
     lanes = request.app[LANES].snapshot()
     providers = [_provider(s, status, lanes.get(s.provider.id)) for s, status in states]
+    registry = request.app[REGISTRY].current
     body: dict[str, Any] = {
-        "defaultProvider": request.app[REGISTRY].current.default_provider,
+        "defaultProvider": registry.default_provider,
         "providers": providers,
+        "pools": _pools(request.app[POOLS], registry, states),
     }
     if request.query.get("favorites") in ("1", "true", "yes"):
         wanted = (await request.app[SETTINGS_STORE].read()).get("favorite_models", [])

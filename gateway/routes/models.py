@@ -1,4 +1,5 @@
-"""GET /v1/models: the OpenAI list of composite ids, served from the live catalog."""
+"""GET /v1/models: the OpenAI list of composite ids, served from the live catalog, then the
+pools (`any/<model>` for a model two or more machines list, and the registry's named pools)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from aiohttp import web
 
 from gateway import modelref
 from gateway.catalog import Catalog
+from gateway.pools.listing import listed_pools
+from gateway.routes.inference import REGISTRY
 
 CATALOG = web.AppKey("catalog", Catalog)
 
@@ -22,6 +25,12 @@ async def list_models(request: web.Request) -> web.Response:
             "owned_by": modelref.split(m.id).prefix,
         }
         for m in catalog.models()
+    ]
+    registry = request.app[REGISTRY].current
+    states = [s for s in catalog.states() if catalog.status(s) != "offline"]
+    data += [
+        {"id": p.id, "object": "model", "created": 0, "owned_by": p.kind + "-pool"}
+        for p in listed_pools(registry, states)
     ]
     return web.Response(
         body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.catalog import ProviderState
+from gateway.pools.listing import Listed
+from gateway.registry import POOL_PREFIX
 
 PROVIDER_KEY = "boocode-local"
 MAX_OUTPUT = 8192
@@ -43,13 +45,23 @@ class Fleet:
     known: frozenset[str]  # every provider in the registry
 
 
-def fleet_from(states: Iterable[ProviderState], current: Iterable[str]) -> Fleet:
-    """`current`: ids of providers whose last refresh succeeded (their lists are authoritative)."""
+def pool_model(pool_id: str, context: int | None) -> SyncModel:
+    """A pool as the agents list it: `<model> (any machine)` / `<name> (pool)`."""
+    prefix, _, rest = pool_id.partition("/")
+    return SyncModel.of(pool_id, rest, "pool" if prefix == POOL_PREFIX else "any machine", context)
+
+
+def fleet_from(
+    states: Iterable[ProviderState], current: Iterable[str], pools: Iterable[Listed] = ()
+) -> Fleet:
+    """`current`: ids of providers whose last refresh succeeded (their lists are authoritative);
+    `pools`: the pools offered now, listed after the machines' models."""
     models = []
     states = list(states)
     for state in states:
         for m in state.models:
             models.append(SyncModel.of(m.id, m.wire, state.provider.label, m.context_window))
+    models += [pool_model(p.id, p.context_window) for p in pools]
     return Fleet(
         models=tuple(models),
         answered=frozenset(current),

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 
 from gateway.sync.files import SyncError
-from gateway.sync.model import Fleet, SyncModel
+from gateway.sync.model import Fleet, SyncModel, pool_model
 
 TIMEOUT_S = 15.0
 
@@ -80,6 +80,13 @@ def fleet_from_api(data: Any) -> tuple[Fleet, list[str]]:
             window = m.get("contextWindow")
             context = window if isinstance(window, int) and window > 0 else None
             models.append(SyncModel.of(cid, wire, label, context))
+    pools = data.get("pools", [])  # absent from gateways older than pools
+    if not isinstance(pools, list):
+        raise ValueError("'pools' is not a list")
+    for i, p in enumerate(pools):
+        window = p.get("contextWindow") if isinstance(p, dict) else None
+        context = window if isinstance(window, int) and window > 0 else None
+        models.append(pool_model(_field(p, "id", str, f"pools[{i}]"), context))
     fleet = Fleet(models=tuple(models), answered=frozenset(answered), known=frozenset(known))
     return fleet, warnings
 

@@ -12,6 +12,7 @@ import structlog
 
 from gateway.catalog import Catalog
 from gateway.config import Settings
+from gateway.pools.listing import listed_pools
 from gateway.sync import opencode, pi
 from gateway.sync.files import SyncError, diff, read_config, render, write_atomic
 from gateway.sync.merge import Entry, load_state, save_state
@@ -54,7 +55,8 @@ def normalize_base_url(url: str) -> str:
 def fleet_of(catalog: Catalog) -> Fleet:
     states = catalog.states()
     answered = [s.provider.id for s in states if s.answered]
-    return fleet_from(states, answered)
+    listed = [s for s in states if catalog.status(s) != "offline"]
+    return fleet_from(states, answered, listed_pools(catalog.registry, listed))
 
 
 def sync_file(

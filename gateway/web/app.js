@@ -63,6 +63,26 @@ function renderFleet(providers) {
   }));
 }
 
+// ---------------------------------------------------------------- pools
+
+function memberLine(m, fallback) {
+  const state = m.health === "cooling" ? `cooling down${m.coolingS != null ? ` (${Math.ceil(m.coolingS)}s)` : ""}`
+    : m.health === "probe" ? "next request probes it" : m.status;
+  return el("li", { "data-member": m.id },
+    el("span", { class: `badge ${m.health === "ok" ? m.status : "stale"}`, text: state }), " ",
+    el("code", { text: m.id }),
+    el("span", { class: "muted", text: ` · ${m.loaded ? "loaded" : "not loaded"} · ${m.inFlight} running${fallback ? " · fallback" : ""}` }));
+}
+
+function renderPools(pools) {
+  $("pools-section").hidden = !pools.length;
+  $("pools").replaceChildren(...pools.map((p) => el("li", { class: "card", "data-pool": p.id },
+    el("h3", { text: p.id }),
+    el("p", { class: "muted", text: `${p.kind === "auto" ? "every machine that lists it" : "named in the registry"}${p.contextWindow ? ` · ${fmtCtx(p.contextWindow)}` : ""}` }),
+    el("ul", { class: "members" }, ...p.members.map((m) => memberLine(m, false)),
+      ...(p.fallback ? [memberLine(p.fallback, true)] : [])))));
+}
+
 // ---------------------------------------------------------------- model picker
 
 function modelRow(m, favorite) {
@@ -81,6 +101,15 @@ function modelRow(m, favorite) {
     el("span", { class: "ctx", text: fmtCtx(m.contextWindow) }));
 }
 
+function poolRow(p) {
+  return el("li", { class: "model" },
+    el("button", {
+      type: "button", class: "pick", "data-pick": p.id, "aria-current": String(p.id === state.selected),
+      text: p.id, onclick: () => select(p.id),
+    }),
+    el("span", { class: "ctx", text: fmtCtx(p.contextWindow) }));
+}
+
 function renderPicker(data) {
   const favs = new Set(state.favorites);
   const groups = [];
@@ -95,6 +124,11 @@ function renderPicker(data) {
       el("h3", { text: `${p.label} (${p.id})${p.status === "stale" ? " · stale" : ""}` }),
       el("ul", {}, ...p.models.map((m) => modelRow(m, favs.has(m.id))))));
   }
+  if (data.pools.length) {  // pickable; not starred (favorites are machines' models)
+    groups.push(el("div", { class: "group", "data-group": "pools", "aria-label": "Pools" },
+      el("h3", { text: "Pools" }),
+      el("ul", {}, ...data.pools.map(poolRow))));
+  }
   const focused = document.activeElement;
   const focusKey = focused && (focused.dataset.star ? ["star", focused.dataset.star] : focused.dataset.pick ? ["pick", focused.dataset.pick] : null);
   const inFavorites = focused && focused.closest && focused.closest("#favorites") !== null;
@@ -106,7 +140,8 @@ function renderPicker(data) {
   }
   const select = $("model");
   const ids = [...new Set([...data.favorites.map((m) => m.id),
-    ...data.providers.filter((p) => p.status !== "offline").flatMap((p) => p.models.map((m) => m.id))])];
+    ...data.providers.filter((p) => p.status !== "offline").flatMap((p) => p.models.map((m) => m.id)),
+    ...data.pools.map((p) => p.id)])];
   select.replaceChildren(...ids.map((id) => el("option", { value: id, text: id })));
   if (!ids.includes(state.selected)) state.selected = ids[0] || "";
   select.value = state.selected;
@@ -148,6 +183,7 @@ async function load(force = false) {
     if (force || shown !== state.shown) {  // re-render only on change: no jumps, focus kept
       state.shown = shown;
       renderFleet(data.providers);
+      renderPools(data.pools);
       renderPicker(data);
     }
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;

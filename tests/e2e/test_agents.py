@@ -59,7 +59,7 @@ def agent_home(real_gateway_process: RealGateway, tmp_path_factory: pytest.TempP
     pi_path = home / ".pi" / "agent" / "models.json"
     opencode = json.loads(opencode_path.read_text())
     pi = json.loads(pi_path.read_text())
-    ids = [f"machine-a/{ALIAS}", f"machine-b/{ALIAS}"]
+    ids = [f"machine-a/{ALIAS}", f"machine-b/{ALIAS}", f"any/{ALIAS}"]  # and their pool
     assert list(opencode["provider"]["boocode-local"]["models"]) == ids
     assert [m["id"] for m in pi["providers"]["boocode-local"]["models"]] == ids
     for text in (opencode_path.read_text(), pi_path.read_text()):
@@ -149,3 +149,13 @@ def test_agent_reaches_the_machine_it_names(
     assert printed.strip(), f"{agent} printed no reply"
     assert after[machine] > before[machine]  # the model generated the reply there...
     assert after[other] == before[other]  # ...and not on the other machine
+
+
+@pytest.mark.parametrize("agent", ["opencode", "pi"])
+def test_agent_runs_a_pooled_name(real_fleet: Fleet, agent_home: Path, agent: str) -> None:
+    """`any/smollm2` from the synced config: the reply is generated on one of the machines."""
+    servers = real_fleet.servers
+    before = sum(s.metric(PREDICTED) for s in servers)
+    printed = _run_agent(agent, "any", agent_home)
+    assert printed.strip(), f"{agent} printed no reply"
+    assert sum(s.metric(PREDICTED) for s in servers) > before

@@ -79,7 +79,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         return plan.pop(0)(seen) if plan else [json_reply(echo(seen))]
 
     upstream = loop.run_until_complete(RawUpstream(respond).start())
-    registry = parse_registry({"providers": [{"id": "a", "baseUrl": upstream.url}]}, "fuzz", {})
+    # two machines (one upstream) serving "m": `any/m` pools them, so failover is fuzzed too
+    providers = [{"id": "a", "baseUrl": upstream.url}, {"id": "b", "baseUrl": upstream.url}]
+    registry = parse_registry({"providers": providers}, "fuzz", {})
     settings = Settings.model_validate(
         {
             "data_dir": tmp_path_factory.mktemp("fuzz"), "first_byte_timeout_s": 1.0,
@@ -342,13 +344,15 @@ def replies(draw: st.DrawFn) -> Callable[[Seen], Sequence[Step]]:
     return reply
 
 
-async def asker(port: int, rids: list[str], stream: bool) -> list[tuple[str, bytes]]:
+async def asker(
+    port: int, rids: list[str], stream: bool, model: str = "a/m"
+) -> list[tuple[str, bytes]]:
     """Each request on its own keep-alive connection turn: (rid, the bytes of its reply)."""
     out = []
     for rid in rids:
         client = await Client.open(port)
         try:
-            body = json.dumps({"model": "a/m", "stream": stream}).encode()
+            body = json.dumps({"model": model, "stream": stream}).encode()
             await client.send(
                 b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Request-Id: %b\r\n"
                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%b"
@@ -376,5 +380,29 @@ def test_fuzzed_replies_never_reach_another_client(
     for results in rig.run(both()):
         for rid, raw in results:
             check_own(parse_all(raw, may_be_cut=True), {rid})
+    rig.plan.clear()
+    healthy(rig)
+
+
+@FUZZ
+@given(plan=st.lists(replies(), min_size=1, max_size=4), streams=st.booleans())
+def test_fuzzed_replies_to_a_pool_fail_over_without_mixing(
+    rig: Rig, plan: list[Callable[[Seen], Sequence[Step]]], streams: bool
+) -> None:
+    """`any/m`: a 5xx, a broken or silent reply before its first byte sends the request to the
+    other machine; whatever happens, each client gets one strict reply of its own."""
+    rig.plan[:] = plan
+
+    async def both() -> list[list[tuple[str, bytes]]]:
+        return list(await asyncio.gather(
+            asker(rig.port, RIDS["u1"], streams, "any/m"),
+            asker(rig.port, RIDS["u2"], streams, "any/m"),
+        ))  # fmt: skip
+
+    for results in rig.run(both()):
+        for rid, raw in results:
+            replies = parse_all(raw, may_be_cut=True)
+            check_own(replies, {rid})
+            assert len(replies) <= 1  # one answer (or none: cut before its head)
     rig.plan.clear()
     healthy(rig)

@@ -104,7 +104,7 @@ async def test_cli_sync_reads_the_fleet_from_the_gateway_it_is_told_about(
     env = {"GATEWAY_API_KEYS": "k-2", "GATEWAY_URL": base}  # GATEWAY_URL works like --base-url
     code, out = await run_cli(*args, env=env, cwd=laptop)
     assert code == 0, out
-    assert f"wrote {config}: 3 models under boocode-local -> {base}/v1" in out
+    assert f"wrote {config}: 4 models under boocode-local -> {base}/v1" in out
     mine = json.loads(config.read_text())["provider"]["boocode-local"]
     assert mine["options"]["baseURL"] == f"{base}/v1"
     assert mine["options"]["apiKey"] == "k-2"
@@ -112,6 +112,7 @@ async def test_cli_sync_reads_the_fleet_from_the_gateway_it_is_told_about(
         "sam-desktop/qwen3": ("qwen3 (Sam)", 8192),
         "embedding/qwen3": ("qwen3 (embedding)", 4096),
         "embedding/gemma": ("gemma (embedding)", 4096),
+        "any/qwen3": ("qwen3 (any machine)", 4096),  # the pool: the smaller window of the two
     }
 
     b.down = True  # a machine that stops answering keeps its entries, with a warning
@@ -119,7 +120,7 @@ async def test_cli_sync_reads_the_fleet_from_the_gateway_it_is_told_about(
     code, out = await run_cli(*args, env=env, cwd=laptop)
     assert code == 0, out
     assert "warning: embedding:" in out and "its existing entries are kept" in out
-    assert len(json.loads(config.read_text())["provider"]["boocode-local"]["models"]) == 3
+    assert len(json.loads(config.read_text())["provider"]["boocode-local"]["models"]) == 4
 
 
 async def test_cli_sync_from_an_unreachable_gateway_changes_nothing(tmp_path: Path) -> None:
