@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
@@ -17,6 +18,7 @@ from gateway.catalog import Catalog
 from gateway.config import Settings
 from gateway.edge.relay import Streams, Timing
 from gateway.edge.upstream import Pool
+from gateway.keys import parse_keys
 from gateway.lanes import Lanes
 from gateway.metrics import Metrics
 from gateway.pools.members import Pools
@@ -24,8 +26,11 @@ from gateway.registry import Registry, RegistryBox
 from gateway.reload import Reloader
 from gateway.routes import fleet, health, inference, models, page
 from gateway.routes import settings as settings_routes
+from gateway.routes import usage as usage_routes
 from gateway.settings_store import DB_NAME, SettingsStore
 from gateway.sync.run import AutoSync
+from gateway.usage.history import DB_NAME as USAGE_DB
+from gateway.usage.history import UsageHistory
 
 log = structlog.get_logger("gateway.app")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,6 +46,7 @@ async def metrics_page(request: web.Request) -> web.Response:
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/models", models.list_models),
     ("GET", "/api/models", fleet.api_models),
+    ("GET", "/api/usage", usage_routes.api_usage),
     ("GET", "/api/settings", settings_routes.get_settings),
     ("PATCH", "/api/settings", settings_routes.patch_settings),
     ("GET", "/health", health.health),
@@ -67,8 +73,10 @@ def create_app(
     app[SETTINGS] = settings
     app[ENV] = os.environ if env is None else env
     app[inference.REGISTRY] = RegistryBox(registry)
-    app[middleware.API_KEYS] = tuple(k.encode() for k in settings.api_keys)
-    app[inference.GATEWAY_CHECKS_KEYS] = bool(settings.api_keys)
+    keys = parse_keys(settings.api_keys)
+    app[middleware.API_KEYS] = tuple(k.secret for k in keys)
+    app[inference.GATEWAY_KEYS] = keys
+    app[inference.GATEWAY_CHECKS_KEYS] = bool(keys)
     app[inference.LANES] = Lanes()
     app[inference.TIMING] = Timing(
         settings.first_byte_timeout_s, settings.idle_timeout_s, settings.sse_keepalive_s
@@ -82,6 +90,7 @@ def create_app(
     app.on_response_prepare.append(middleware.add_request_id)
     app.on_shutdown.append(_drain)
     app.cleanup_ctx.append(_settings_store)
+    app.cleanup_ctx.append(_usage_history)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_catalog)
     app.cleanup_ctx.append(_reloader)
@@ -101,6 +110,23 @@ async def _cancel_background(app: web.Application) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     app[BACKGROUND].clear()
+
+
+async def _usage_history(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    history = UsageHistory(settings.data_dir / USAGE_DB, settings.usage_retention_days)
+    app[inference.USAGE_HISTORY] = history
+    flusher = asyncio.ensure_future(history.run())
+    flusher.set_name("usage-flush")
+    yield
+    flusher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flusher
+    try:
+        await history.flush()  # what the last seconds recorded
+    except sqlite3.Error as exc:
+        log.warning("usage_not_saved", error=str(exc))
+    history.close()
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:

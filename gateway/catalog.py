@@ -19,6 +19,7 @@ import orjson
 import structlog
 
 from gateway import context, modelref
+from gateway.context import Capabilities
 from gateway.errors import GatewayError, from_upstream
 from gateway.pools.residency import Residency
 from gateway.registry import Provider, ProviderKind, Registry, RegistryBox
@@ -35,6 +36,7 @@ class ModelEntry:
     wire: str
     created: int
     context_window: int | None
+    capabilities: Capabilities | None = None  # where a /props said
 
 
 @dataclass(slots=True)
@@ -113,6 +115,7 @@ class Catalog:
         self._states_list: list[ProviderState] = []
         self._contexts: dict[str, int] = {}  # composite id -> context window
         self._propped: set[str] = set()  # composite ids whose /props answered
+        self._capabilities: dict[str, Capabilities] = {}  # composite id -> what /props said
         self.residency = Residency()  # which models are loaded where (pools)
         self.ready = asyncio.Event()  # set after the first refresh
         self.on_refresh: list[Callable[[Catalog], Awaitable[None]]] = []
@@ -120,6 +123,11 @@ class Catalog:
     @property
     def registry(self) -> Registry:
         return self._registry.current
+
+    def serves(self, provider_id: str, wire: str) -> bool:
+        """`wire` is in `provider_id`'s last model list (a metrics label may name it)."""
+        state = self._states.get(provider_id)
+        return state is not None and wire in state.wires
 
     def states(self) -> list[ProviderState]:
         """Provider states in registry order (providers no longer registered are dropped)."""
@@ -232,8 +240,14 @@ class Catalog:
                 self._contexts.setdefault(cid, props.n_ctx)
             if props.slots is not None:
                 self.residency.set_slots(cid, props.slots)
+            if props.capabilities is not None:
+                self._capabilities[cid] = props.capabilities
         return tuple(
-            replace(m, context_window=self._contexts.get(m.id)) if m.context_window is None else m
+            replace(
+                m,
+                context_window=m.context_window or self._contexts.get(m.id),
+                capabilities=self._capabilities.get(m.id),
+            )
             for m in models
         )
 

@@ -35,7 +35,8 @@ class Settings(BaseModel):
     api_keys: tuple[str, ...] = Field(
         (),
         repr=False,
-        description="Comma list of keys clients must send (Bearer or x-api-key); empty = open.",
+        description="Comma list of keys clients must send (Bearer or x-api-key), each "
+        "optionally `label:key` (usage is recorded per label); empty = open.",
         json_schema_extra={"env": "GATEWAY_API_KEYS"},
     )
     data_dir: Path = Field(
@@ -78,6 +79,12 @@ class Settings(BaseModel):
         description="For stream:true requests, send ': keep-alive' SSE comments after this "
         "many seconds of upstream silence (0 = off).",
         json_schema_extra={"env": "GATEWAY_SSE_KEEPALIVE_S"},
+    )
+    usage_retention_days: float = Field(
+        90.0,
+        gt=0,
+        description="Days of hourly usage history kept in $GATEWAY_DATA_DIR/usage.sqlite3.",
+        json_schema_extra={"env": "GATEWAY_USAGE_RETENTION_DAYS"},
     )
     shutdown_grace_s: float = Field(
         30.0,

@@ -24,11 +24,24 @@ from gateway.registry import Provider, ProviderKind
 DEEPSEEK_CONTEXT = {"deepseek-chat": 131_072, "deepseek-reasoner": 131_072}
 
 
+class Capabilities(NamedTuple):
+    """What a model can do, as its llama-server's `/props` says (None: not said)."""
+
+    vision: bool | None  # `modalities.vision`: images in
+    audio: bool | None  # `modalities.audio`
+    tools: bool | None  # `chat_template_caps.supports_tools`: its template renders tools
+    reasoning: bool | None  # its chat template has a thinking switch (`enable_thinking`/<think>)
+
+    def json(self) -> dict[str, bool]:
+        return {k: v for k, v in self._asdict().items() if v is not None}
+
+
 class Props(NamedTuple):
-    """What a llama-server's `/props` tells: its context window and parallel slots."""
+    """What a llama-server's `/props` tells: its context window, parallel slots, capabilities."""
 
     n_ctx: int | None
     slots: int | None
+    capabilities: Capabilities | None = None
 
 
 def _positive(value: Any) -> int | None:
@@ -42,8 +55,28 @@ def _props(props: Any) -> Props | None:
         return None
     settings = props.get("default_generation_settings")
     n_ctx = _positive(settings.get("n_ctx")) if isinstance(settings, dict) else None
-    found = Props(n_ctx, _positive(props.get("total_slots")))
-    return found if found != (None, None) else None
+    found = Props(n_ctx, _positive(props.get("total_slots")), _capabilities(props))
+    return found if found != (None, None, None) else None
+
+
+def _capabilities(props: dict[str, Any]) -> Capabilities | None:
+    modalities = props.get("modalities")
+    modalities = modalities if isinstance(modalities, dict) else {}
+    caps = props.get("chat_template_caps")
+    caps = caps if isinstance(caps, dict) else {}
+    template = props.get("chat_template")
+    found = Capabilities(
+        _flag(modalities.get("vision")),
+        _flag(modalities.get("audio")),
+        _flag(caps.get("supports_tools")),
+        ("enable_thinking" in template or "<think>" in template)
+        if isinstance(template, str) and template else None,
+    )  # fmt: skip
+    return None if found == (None, None, None, None) else found
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def loaded_models(running: Any) -> list[str] | None:

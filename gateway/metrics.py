@@ -12,20 +12,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.catalog import Catalog
 from gateway.edge.reqlog import RequestLog
 from gateway.lanes import Lanes
+from gateway.usage.extract import Usage
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
 class _Live(Collector):
-    def __init__(self, lanes: Lanes, catalog: Catalog) -> None:
+    def __init__(self, lanes: Lanes, catalog: Catalog, metrics: Metrics) -> None:
         self.lanes = lanes
         self.catalog = catalog
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
         in_flight = GaugeMetricFamily(
@@ -46,6 +48,7 @@ class _Live(Collector):
             status = self.catalog.status(state)
             up.add_metric([state.provider.id, status], 1.0 if status == "online" else 0.0)
         yield from (in_flight, queued, up)
+        yield from self.metrics.token_families()
 
 
 class Metrics:
@@ -90,12 +93,16 @@ class Metrics:
             ["pool", "provider"],
             registry=self.registry,
         )
+        # (provider, model) -> [prompt, completion, cached, prompt of replies that said cached]:
+        # plain sums on the request path, exported at scrape time (a Counter's lock per
+        # increment is most of its cost)
+        self._tokens: dict[tuple[str, str], list[int]] = {}
         self._choices: dict[tuple[str, str], Counter] = {}
         self._requests: dict[tuple[str, str, int | None], Counter] = {}
         self._latency: dict[str, tuple[Histogram, Histogram]] = {}
 
     def watch(self, lanes: Lanes, catalog: Catalog) -> None:
-        self.registry.register(_Live(lanes, catalog))
+        self.registry.register(_Live(lanes, catalog, self))
 
     def observe(self, record: RequestLog, route: str, duration_s: float) -> None:
         provider = record.provider or ""
@@ -128,6 +135,40 @@ class Metrics:
         if counter is None:
             counter = self._choices[(pool, reason)] = self.pool_choices.labels(pool, reason)
         counter.inc()
+
+    def tokens(self, provider: str, model: str, usage: Usage) -> None:
+        sums = self._tokens.get((provider, model))
+        if sums is None:
+            sums = self._tokens[(provider, model)] = [0, 0, 0, 0]
+        sums[0] += usage.prompt
+        sums[1] += usage.completion
+        if usage.cached is not None:
+            sums[2] += usage.cached
+            sums[3] += usage.prompt
+
+    def token_families(self) -> Iterator[Metric]:
+        total = CounterMetricFamily(
+            "gateway_tokens",
+            "Tokens by machine, model (a model its list names; '' for any other) and kind: "
+            "prompt (cached included), completion, cached (of the prompt, from the cache).",
+            labels=["provider", "model", "kind"],
+        )
+        ratio = GaugeMetricFamily(
+            "gateway_prompt_cache_ratio",
+            "Share of prompt tokens a machine read from its prompt cache (replies that said).",
+            labels=["provider"],
+        )
+        said: dict[str, list[int]] = {}
+        for (provider, model), (prompt, completion, cached, of) in sorted(self._tokens.items()):
+            for kind, value in (("prompt", prompt), ("completion", completion), ("cached", cached)):
+                total.add_metric([provider, model, kind], value)
+            mine = said.setdefault(provider, [0, 0])
+            mine[0] += of
+            mine[1] += cached
+        for provider, (of, cached) in said.items():
+            if of:
+                ratio.add_metric([provider], cached / of)
+        yield from (total, ratio)
 
     def pool_failover(self, pool: str, provider: str) -> None:
         self.pool_failovers.labels(pool, provider).inc()

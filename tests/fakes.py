@@ -56,7 +56,11 @@ class FakeUpstream:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # an inference request came
     tls: ssl.SSLContext | None = None  # serve https (the DeepSeek cloud is https)
     total_slots: int | None = None  # in /props, like llama-server's
+    props_extra: dict[str, Any] = field(default_factory=dict)  # more /props fields
     running_status: int = 200  # /running's status (llama-swap busy or restarting: 502)
+    # llama-server's accounting: `timings` on every reply's end (prompt_n, cache_n, predicted_n);
+    # OpenAI `usage` in JSON replies, and as a last stream chunk when the client asked for it
+    timings: tuple[int, int, int] | None = None
     # llama-swap: a request for a model not in `running` swaps it in (running becomes [it]);
     # each inference request records whether its model was loaded when it arrived
     loaded_on_arrival: list[bool] = field(default_factory=list)
@@ -139,6 +143,7 @@ class FakeUpstream:
         props: dict[str, Any] = {"default_generation_settings": {"n_ctx": self.props_n_ctx[wire]}}
         if self.total_slots is not None:
             props["total_slots"] = self.total_slots
+        props.update(self.props_extra)
         return web.json_response(props)
 
     def probed(self) -> list[str]:
@@ -190,22 +195,38 @@ class FakeUpstream:
             )
         if payload.get("stream") is True:
             return await self._stream(request, payload)
-        return web.json_response(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "model": payload["model"],
-                "served_by": self.name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": f"hi from {self.name}"},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "padding": "x" * self.json_size,
-            }
-        )
+        reply = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": payload["model"],
+            "served_by": self.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"hi from {self.name}"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "padding": "x" * self.json_size,
+        }
+        if self.timings is not None:
+            reply.update(self._accounting(usage=True))
+        return web.json_response(reply)
+
+    def _accounting(self, *, usage: bool) -> dict[str, Any]:
+        assert self.timings is not None
+        prompt_n, cache_n, predicted_n = self.timings
+        out: dict[str, Any] = {
+            "timings": {"cache_n": cache_n, "prompt_n": prompt_n, "prompt_ms": 1.5,
+                        "predicted_n": predicted_n, "predicted_ms": 9.5},
+        }  # fmt: skip
+        if usage:
+            out["usage"] = {
+                "completion_tokens": predicted_n, "prompt_tokens": prompt_n + cache_n,
+                "total_tokens": prompt_n + cache_n + predicted_n,
+                "prompt_tokens_details": {"cached_tokens": cache_n},
+            }  # fmt: skip
+        return out
 
     async def _messages(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
         """The Anthropic Messages API, as llama-server and DeepSeek's /anthropic answer it."""
@@ -271,6 +292,15 @@ class FakeUpstream:
                     await asyncio.sleep(self.chunk_delay)
                 if self.stall_after is not None and i + 1 >= self.stall_after:
                     await asyncio.Event().wait()  # silent until cancelled
+            if self.timings is not None:  # llama-server's last chunk, then usage if asked
+                last = {"id": "c", "object": "chat.completion.chunk", "model": payload["model"],
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        **self._accounting(usage=False)}  # fmt: skip
+                await response.write(b"data: " + orjson.dumps(last) + b"\n\n")
+                if (payload.get("stream_options") or {}).get("include_usage"):
+                    usage = {"id": "c", "object": "chat.completion.chunk", "choices": [],
+                             "usage": self._accounting(usage=True)["usage"]}  # fmt: skip
+                    await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
             await response.write(b"data: [DONE]\n\n")
         except asyncio.CancelledError:
             self.cancelled.set()

@@ -91,3 +91,20 @@ async def test_deepseek_table_only_for_the_deepseek_provider(
         "deepseek/deepseek-reasoner": 131072,
     }
     assert cloud.probed() == [] and emb.probed() == []
+
+
+async def test_capabilities_from_props_reach_the_model_lists(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    """A vision model whose template renders tools: said by /props, shown where agents look."""
+    box = await upstream("box", models=["vl"], props_n_ctx={"vl": 8192}, props_extra={
+        "modalities": {"vision": True, "audio": False},
+        "chat_template_caps": {"supports_tools": True},
+        "chat_template": "{% if enable_thinking %}<think>{% endif %}",
+    })  # fmt: skip
+    gw = await gateway(registry_for({"id": "box", "baseUrl": box.url}))
+    body = await (await gw.get("/api/models")).json()
+    caps = {"vision": True, "audio": False, "tools": True, "reasoning": True}
+    assert body["providers"][0]["models"][0]["capabilities"] == caps
+    listed = (await (await gw.get("/v1/models")).json())["data"][0]
+    assert (listed["context_length"], listed["capabilities"]) == (8192, caps)

@@ -220,3 +220,22 @@ async def test_pools_show_their_members_and_answer_a_prompt(
     # the failed machine shows as cooling down, within the page's refresh
     await card.locator('[data-member="a/qwen3"]', has_text="cooling down").wait_for()
     await page.screenshot(path=ARTIFACTS / "fleet-page-pools.png", full_page=True)
+
+
+async def test_usage_panel_counts_the_prompt_just_sent(
+    browser: Any, upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    gw, _, b = await fleet(upstream, gateway)
+    b.timings = (12, 30, 4)  # llama-server's accounting on b's replies
+    page = await open_page(browser, gw, viewport={"width": 1100, "height": 1300})
+    await page.locator("#usage-empty").wait_for()  # nothing counted yet
+    await page.locator('[data-pick="b/qwen3"]').click()
+    await page.locator("#send").click()
+    row = page.locator('[data-usage="b/qwen3"]')
+    await row.wait_for()
+    cells = await row.locator("td").all_text_contents()
+    assert cells == ["b", "qwen3", "1", "42", "71%", "4", "421.1"]  # 4 tokens in 9.5 ms
+    await page.locator('[data-since="7d"]').click()
+    assert await page.locator('[data-since="7d"]').get_attribute("aria-pressed") == "true"
+    await row.wait_for()
+    await page.screenshot(path=ARTIFACTS / "fleet-page-usage.png", full_page=True)

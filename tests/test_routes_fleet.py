@@ -44,7 +44,13 @@ async def test_providers_grouped_local_then_cloud_with_status(
     assert a_row["lastSeen"].endswith("+00:00")
     assert a_row["lastError"] is None
     assert a_row["models"] == [
-        {"id": "a/qwen3", "provider": "a", "wire": "qwen3", "contextWindow": 4096}
+        {
+            "id": "a/qwen3",
+            "provider": "a",
+            "wire": "qwen3",
+            "contextWindow": 4096,
+            "capabilities": None,
+        }
     ]
     assert body["providers"][1]["models"][0]["id"] == "b/qwen3"  # same wire name: a distinct entry
     assert body["providers"][2]["lastError"].startswith("provider 'gone' is unreachable")

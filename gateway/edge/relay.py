@@ -98,10 +98,36 @@ class Exchange:
     discarded so the upstream stops)."""
 
     __slots__ = (
-        "_beat_at", "_flush_timer", "_flushed_at", "_head", "_last", "_loop", "_passthrough",
-        "_refused_body", "_resent", "_timer", "beat_extra", "conn", "delivered", "done", "extra",
-        "keepalive_s", "log", "provider_id", "refused", "reply", "retryable", "sse", "status",
-        "streams", "timing",
+        "_beat_at",
+        "_flush_timer",
+        "_flushed_at",
+        "_head",
+        "_last",
+        "_loop",
+        "_passthrough",
+        "_refused_body",
+        "_resent",
+        "_timer",
+        "beat_extra",
+        "conn",
+        "delivered",
+        "done",
+        "extra",
+        "first",
+        "keep_ends",
+        "keepalive_s",
+        "last",
+        "log",
+        "prev",
+        "prev2",
+        "provider_id",
+        "refused",
+        "reply",
+        "retryable",
+        "sse",
+        "status",
+        "streams",
+        "timing",
     )  # fmt: skip
 
     def __init__(
@@ -117,6 +143,7 @@ class Exchange:
         passthrough: bool = False,
         retryable: bool = False,
         beat_extra: bytes | None = None,
+        keep_ends: bool = False,
     ) -> None:
         self._loop = reply.loop
         self.reply = reply
@@ -128,6 +155,11 @@ class Exchange:
         # names no machine there: another member may answer after a failover)
         self.beat_extra = extra if beat_extra is None else beat_extra
         self.retryable = retryable
+        # the reply body's first read and last three, kept (references, no copy) when asked:
+        # where token usage is, for whoever reads it after the exchange (never parsed here)
+        self.keep_ends = keep_ends
+        self.first: bytes | None = None
+        self.prev2 = self.prev = self.last = b""
         self.delivered = False  # some of the upstream's reply went to the client
         self.status: int | None = None  # the upstream's status
         self.keepalive_s = timing.keepalive_s if stream else 0.0
@@ -208,6 +240,10 @@ class Exchange:
         self.reply.write(data)
         if self.log is not None:
             self.log.bytes += len(data)
+        if self.keep_ends:
+            if self.first is None:
+                self.first = data
+            self.prev2, self.prev, self.last = self.prev, self.last, data
 
     def on_end(self) -> None:
         self.conn = None  # the connection goes back to the pool by itself...

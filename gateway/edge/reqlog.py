@@ -27,6 +27,8 @@ class RequestLog:
     provider: str | None = None
     pool: str | None = None  # the pool the client named, when it named one
     failovers: int = 0  # pool members that failed before this one answered
+    tokens: tuple[int, int, int | None] | None = None  # prompt, completion, cached (usage)
+    key: str | None = None  # the label of the gateway key it came with (never the key)
     wire_model: str | None = None
     status: int | None = None
     ttfb_ms: float | None = None
@@ -46,9 +48,7 @@ class RequestLog:
         return seconds
 
     def fields(self) -> dict[str, object]:
-        pooled = {"pool": self.pool, "failovers": self.failovers} if self.pool else {}
-        return {
-            **pooled,
+        out: dict[str, object] = {
             "request_id": self.request_id,
             "method": self.method,
             "path": self.path,
@@ -62,3 +62,11 @@ class RequestLog:
             "disconnected": self.disconnected,
             "error": self.error,
         }
+        if self.pool:
+            out["pool"] = self.pool
+            out["failovers"] = self.failovers
+        if self.tokens is not None:
+            out["prompt_tokens"], out["completion_tokens"], out["cached_tokens"] = self.tokens
+        if self.key:
+            out["key"] = self.key
+        return out

@@ -33,7 +33,10 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _model(m: ModelEntry, provider_id: str) -> dict[str, Any]:
-    return {"id": m.id, "provider": provider_id, "wire": m.wire, "contextWindow": m.context_window}
+    return {
+        "id": m.id, "provider": provider_id, "wire": m.wire, "contextWindow": m.context_window,
+        "capabilities": m.capabilities.json() if m.capabilities else None,
+    }  # fmt: skip
 
 
 def _provider(state: ProviderState, status: str, lane: Lane | None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ take the same path; only the upstream URL, the key headers and the error envelop
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 from aiohttp import web
@@ -27,6 +28,7 @@ from gateway.edge.reply import Reply
 from gateway.edge.reqlog import RequestLog, request_id
 from gateway.edge.upstream import Pool, target
 from gateway.jsonbody import Body, parse_body
+from gateway.keys import GatewayKey, label_of
 from gateway.lanes import Lanes
 from gateway.logging import log_request
 from gateway.metrics import Metrics
@@ -36,12 +38,16 @@ from gateway.pools.sticky import HEADERS as STICKY_HEADERS
 from gateway.pools.sticky import conversation_key
 from gateway.registry import Registry, RegistryBox
 from gateway.resolver import ANTHROPIC_PATHS, PoolRef, Route, pool_of, resolve
+from gateway.usage.extract import extract, tail_of
+from gateway.usage.history import UsageHistory
 
 REGISTRY = web.AppKey("registry", RegistryBox)
 LANES = web.AppKey("lanes", Lanes)
 TIMING = web.AppKey("timing", Timing)  # the defaults; a provider may override first_byte_s
 GATEWAY_CHECKS_KEYS = web.AppKey("gateway_checks_keys", bool)
 POOLS = web.AppKey("pools", Pools)  # set when the catalog starts
+USAGE_HISTORY = web.AppKey("usage_history", UsageHistory)  # set at start-up
+GATEWAY_KEYS = web.AppKey("gateway_keys", tuple[GatewayKey, ...])
 
 INFERENCE_PATHS = (
     frozenset(
@@ -66,6 +72,8 @@ class Inference:
         self.metrics = metrics
         self.streams = streams
         self.pools = app[POOLS]
+        self.history = app[USAGE_HISTORY]
+        self.keys = app[GATEWAY_KEYS]
 
     async def serve(self, request: Incoming, reply: Reply) -> None:
         record = RequestLog(
@@ -108,6 +116,10 @@ class Inference:
             )  # fmt: skip
         parsed = parse_body(request.body)  # keys: checked on the head
         record.model = parsed.model[:200]
+        if self.keys:  # whose request it is, for usage (the front already checked the key)
+            record.key = label_of(
+                self.keys, request.header(b"authorization"), request.header(b"x-api-key")
+            )
         registry = self.registry.current
         pool = pool_of(registry, parsed.model)
         if pool is None:
@@ -239,6 +251,7 @@ class Inference:
             reply=reply, log=record, timing=timing, provider_id=provider.id, extra=extra,
             stream=parsed.payload.get("stream") is True, streams=self.streams,
             retryable=retryable, beat_extra=pool_line + id_line if retryable else None,
+            keep_ends=True,
         )  # fmt: skip
         lane = self.lanes.get(
             provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
@@ -271,6 +284,15 @@ class Inference:
                 breakers.failed(provider.id)
         if verdict and exchange.status is not None and exchange.status < 400:
             residency.requested(provider.id, route.wire_model)  # (a refresh may have run since)
+            tail = tail_of(exchange.prev2, exchange.prev, exchange.last)
+            usage = extract(exchange.first or b"", tail)
+            if usage is not None:
+                record.tokens = (usage.prompt, usage.completion, usage.cached)
+                catalog = self.pools.catalog
+                model = route.wire_model if catalog.serves(provider.id, route.wire_model) else ""
+                self.metrics.tokens(provider.id, model, usage)
+                seconds = usage.generation_s or time.perf_counter() - record.started
+                self.history.record(provider.id, model, record.key or "", usage, seconds)
         return exchange.status
 
 

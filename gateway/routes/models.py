@@ -23,6 +23,8 @@ async def list_models(request: web.Request) -> web.Response:
             "object": "model",
             "created": m.created,
             "owned_by": modelref.split(m.id).prefix,
+            **({"context_length": m.context_window} if m.context_window else {}),
+            **({"capabilities": m.capabilities.json()} if m.capabilities else {}),
         }
         for m in catalog.models()
     ]

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.catalog import ProviderState
+from gateway.context import Capabilities
 from gateway.pools.listing import Listed
 from gateway.registry import POOL_PREFIX
 
@@ -20,15 +21,20 @@ class SyncModel:
     name: str
     context: int | None
     output: int | None
+    capabilities: Capabilities | None = None
 
     @property
     def provider(self) -> str:
         return self.id.split("/", 1)[0]
 
     @classmethod
-    def of(cls, composite_id: str, wire: str, label: str, context: int | None) -> SyncModel:
+    def of(
+        cls, composite_id: str, wire: str, label: str, context: int | None,
+        capabilities: Capabilities | None = None,
+    ) -> SyncModel:  # fmt: skip
         """A model as the agents list it: `<wire> (<machine label>)`, with a reply budget."""
-        return cls(composite_id, f"{wire} ({label})", context, output_budget(context))
+        name = f"{wire} ({label})"
+        return cls(composite_id, name, context, output_budget(context), capabilities)
 
 
 def output_budget(context: int | None) -> int | None:
@@ -60,7 +66,9 @@ def fleet_from(
     states = list(states)
     for state in states:
         for m in state.models:
-            models.append(SyncModel.of(m.id, m.wire, state.provider.label, m.context_window))
+            models.append(
+                SyncModel.of(m.id, m.wire, state.provider.label, m.context_window, m.capabilities)
+            )
     models += [pool_model(p.id, p.context_window) for p in pools]
     return Fleet(
         models=tuple(models),

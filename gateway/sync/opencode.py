@@ -20,6 +20,15 @@ def generated_entry(model: SyncModel) -> Entry:
     entry: Entry = {"name": model.name}
     if model.context is not None:
         entry["limit"] = {"context": model.context, "output": model.output}
+    caps = model.capabilities
+    if caps is not None and caps.vision is not None:
+        entry["attachment"] = caps.vision  # images can be attached
+        entry["modalities"] = {"input": ["text", "image"] if caps.vision else ["text"],
+                               "output": ["text"]}  # fmt: skip
+    if caps is not None and caps.tools is not None:
+        entry["tool_call"] = caps.tools
+    if caps is not None and caps.reasoning is not None:
+        entry["reasoning"] = caps.reasoning
     return entry
 
 
@@ -39,6 +48,9 @@ def apply(
     mine.setdefault("name", "boocode-gateway")
     options = child(mine, "options", f"provider.{PROVIDER_KEY}.options")
     options["baseURL"] = base_url
+    # streams end with a usage chunk: without it opencode's token and context counters stay at
+    # 0 through an OpenAI-compatible provider (opencode #423); the user's false is kept
+    options.setdefault("includeUsage", True)
     if api_key is not None:
         options["apiKey"] = api_key
     mine["options"] = options

@@ -22,6 +22,11 @@ def generated_entry(model: SyncModel) -> Entry:
     if model.context is not None:
         entry["contextWindow"] = model.context
         entry["maxTokens"] = model.output
+    caps = model.capabilities
+    if caps is not None and caps.vision is not None:
+        entry["input"] = ["text", "image"] if caps.vision else ["text"]
+    if caps is not None and caps.reasoning is not None:
+        entry["reasoning"] = caps.reasoning
     return entry
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.context import Capabilities
 from gateway.sync.files import SyncError
 from gateway.sync.model import Fleet, SyncModel, pool_model
 
@@ -79,7 +80,7 @@ def fleet_from_api(data: Any) -> tuple[Fleet, list[str]]:
                 raise ValueError(f"{where}.id {cid!r} is not a model of provider {pid!r}")
             window = m.get("contextWindow")
             context = window if isinstance(window, int) and window > 0 else None
-            models.append(SyncModel.of(cid, wire, label, context))
+            models.append(SyncModel.of(cid, wire, label, context, _capabilities(m)))
     pools = data.get("pools", [])  # absent from gateways older than pools
     if not isinstance(pools, list):
         raise ValueError("'pools' is not a list")
@@ -89,6 +90,14 @@ def fleet_from_api(data: Any) -> tuple[Fleet, list[str]]:
         models.append(pool_model(_field(p, "id", str, f"pools[{i}]"), context))
     fleet = Fleet(models=tuple(models), answered=frozenset(answered), known=frozenset(known))
     return fleet, warnings
+
+
+def _capabilities(model: dict[str, Any]) -> Capabilities | None:
+    caps = model.get("capabilities")
+    if not isinstance(caps, dict):
+        return None
+    flags = [caps.get(k) if isinstance(caps.get(k), bool) else None for k in Capabilities._fields]
+    return Capabilities(*flags)
 
 
 def _field(obj: Any, key: str, kind: type[str], where: str) -> str:

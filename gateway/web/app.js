@@ -5,7 +5,7 @@
 const KEY_STORE = "boocode-gateway.key";
 const params = new URLSearchParams(location.search);
 const REFRESH_MS = Math.max(0.2, Number(params.get("refresh") || 10)) * 1000;
-const state = { key: localStorage.getItem(KEY_STORE) || "", fleet: null, favorites: [], selected: "", shown: "" };
+const state = { key: localStorage.getItem(KEY_STORE) || "", fleet: null, favorites: [], selected: "", shown: "", since: "24h", usageShown: "" };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -177,7 +177,7 @@ function showFleetError(message) {
 
 async function load(force = false) {
   try {
-    const [data, settings] = await Promise.all([api("/api/models?favorites=1"), api("/api/settings")]);
+    const [data, settings] = await Promise.all([api("/api/models?favorites=1"), api("/api/settings"), loadUsage(force)]);
     state.favorites = settings.favorite_models || [];
     const shown = JSON.stringify([data, state.favorites]);
     if (force || shown !== state.shown) {  // re-render only on change: no jumps, focus kept
@@ -191,6 +191,38 @@ async function load(force = false) {
   } catch (err) {
     showFleetError(err.message);
   }
+}
+
+// ---------------------------------------------------------------- usage
+
+function fmtNum(n) {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${Math.round(n / 1e3)}k` : String(n);
+}
+
+function renderUsage(rows) {
+  $("usage-empty").hidden = rows.length > 0;
+  $("usage").hidden = rows.length === 0;
+  $("usage").querySelector("tbody").replaceChildren(...rows.map((r) => el("tr", { "data-usage": `${r.provider}/${r.model}` },
+    el("td", { text: r.provider }), el("td", { text: r.model || "(other)" }),
+    el("td", { text: fmtNum(r.requests) }), el("td", { text: fmtNum(r.promptTokens) }),
+    el("td", { text: r.promptTokens ? `${Math.round((100 * r.cachedTokens) / r.promptTokens)}%` : "–" }),
+    el("td", { text: fmtNum(r.completionTokens) }),
+    el("td", { text: r.tokensPerSecond == null ? "–" : String(r.tokensPerSecond) }))));
+}
+
+async function loadUsage(force = false) {
+  const data = await api(`/api/usage?since=${state.since}&group_by=provider,model`);
+  const shown = JSON.stringify([state.since, data.rows]);
+  if (force || shown !== state.usageShown) {
+    state.usageShown = shown;
+    renderUsage(data.rows);
+  }
+}
+
+function pickPeriod(since) {
+  state.since = since;
+  for (const b of document.querySelectorAll("[data-since]")) b.setAttribute("aria-pressed", String(b.dataset.since === since));
+  loadUsage(true).catch((err) => showFleetError(err.message));
 }
 
 // ---------------------------------------------------------------- try a prompt
@@ -277,6 +309,7 @@ function start() {
   $("model").addEventListener("change", (e) => select(e.target.value));
   $("try-form").addEventListener("submit", send);
   $("refresh").addEventListener("click", () => load(true));
+  for (const b of document.querySelectorAll("[data-since]")) b.addEventListener("click", () => pickPeriod(b.dataset.since));
   load(true);
   setInterval(load, REFRESH_MS);
 }

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ def agent_home(real_gateway_process: RealGateway, tmp_path_factory: pytest.TempP
     return home
 
 
-def _run_agent(agent: str, machine: str, home: Path) -> str:
+def _run_agent(agent: str, machine: str, home: Path, *json_output: str) -> str:
     env = {
         **os.environ,
         "HOME": str(home),
@@ -103,6 +104,7 @@ def _run_agent(agent: str, machine: str, home: Path) -> str:
             f"boocode-local/{machine}/{ALIAS}",
             "--title",
             "t",
+            *json_output,
         ]
     else:
         cmd = [
@@ -115,6 +117,7 @@ def _run_agent(agent: str, machine: str, home: Path) -> str:
             f"{machine}/{ALIAS}",
             "--offline",
             "--no-session",
+            *json_output,
         ]
     done = subprocess.run(
         cmd,
@@ -159,3 +162,51 @@ def test_agent_runs_a_pooled_name(real_fleet: Fleet, agent_home: Path, agent: st
     printed = _run_agent(agent, "any", agent_home)
     assert printed.strip(), f"{agent} printed no reply"
     assert sum(s.metric(PREDICTED) for s in servers) > before
+
+
+def _agent_output_tokens(agent: str, printed: str) -> int:
+    """The completion tokens the agent itself reports: opencode's `step_finish` events, Pi's
+    final assistant messages (`message_end`)."""
+    total = 0
+    for line in printed.splitlines():
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        if agent == "opencode" and event.get("type") == "step_finish":
+            total += event["part"]["tokens"]["output"]
+        elif (
+            agent == "pi" and event.get("type") == "message_end"
+            and event["message"].get("role") == "assistant"
+        ):  # fmt: skip
+            total += event["message"]["usage"]["output"]
+    return total
+
+
+@pytest.mark.parametrize(("agent", "machine"), [("opencode", "machine-a"), ("pi", "machine-b")])
+def test_agents_see_token_usage_and_the_gateway_counts_the_same(
+    real_fleet: Fleet, real_gateway: str, agent_home: Path, agent: str, machine: str
+) -> None:
+    """opencode (synced with includeUsage) and Pi report the tokens of their run; the gateway's
+    counter for that machine moved by the same amount, and so did llama-server's own."""
+    server = next(s for s in real_fleet.servers if s.name == machine)
+    before = (_gateway_completion(real_gateway, machine), server.metric(PREDICTED))
+    printed = _run_agent(agent, machine, agent_home, *JSON_OUTPUT[agent])
+    reported = _agent_output_tokens(agent, printed)
+    after = (_gateway_completion(real_gateway, machine), server.metric(PREDICTED))
+    print(f"\n{agent}: reported {reported} output tokens; gateway +{after[0] - before[0]:g}, "
+          f"llama-server +{after[1] - before[1]:g}")  # fmt: skip
+    assert reported > 0
+    assert after[0] - before[0] == after[1] - before[1] == reported
+
+
+JSON_OUTPUT = {"opencode": ("--format", "json"), "pi": ("--mode", "json")}
+
+
+def _gateway_completion(base: str, provider: str) -> float:
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        wanted = ('kind="completion"', f'provider="{provider}"', f'model="{ALIAS}"')
+        if line.startswith("gateway_tokens_total{") and all(w in line for w in wanted):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -66,8 +66,17 @@ def test_chat_lands_on_its_own_server(
 
 
 def test_models_lists_both_machines(client: OpenAI) -> None:
-    ids = {m.id: m.owned_by for m in client.models.list()}
-    assert ids == {f"machine-a/{ALIAS}": "machine-a", f"machine-b/{ALIAS}": "machine-b"}
+    models = list(client.models.list())
+    ids = {m.id: m.owned_by for m in models}
+    assert ids == {
+        f"machine-a/{ALIAS}": "machine-a",
+        f"machine-b/{ALIAS}": "machine-b",
+        f"any/{ALIAS}": "auto-pool",  # both machines serve it: a pool of the two
+    }
+    extra = models[0].model_extra or {}  # what llama-server's /props says, never a load
+    assert extra["context_length"] == 4096
+    assert extra["capabilities"] == {"vision": False, "audio": False, "tools": False,
+                                     "reasoning": False}  # fmt: skip
 
 
 def test_raw_response_headers_name_the_machine(client: OpenAI) -> None:

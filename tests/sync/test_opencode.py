@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.context import Capabilities
 from gateway.sync.files import SyncError
 from gateway.sync.model import Fleet, SyncModel
 from gateway.sync.run import sync_file
@@ -42,7 +43,7 @@ def test_fresh_file(tmp_path: Path) -> None:
             "boocode-local": {
                 "npm": "@ai-sdk/openai-compatible",
                 "name": "boocode-gateway",
-                "options": {"baseURL": BASE},
+                "options": {"baseURL": BASE, "includeUsage": True},
                 "models": {
                     "sam/qwen3": {
                         "name": "sam/qwen3 name",
@@ -145,3 +146,33 @@ def test_bad_files_left_untouched(tmp_path: Path, text: str, message: str) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "opencode.json"
     ]  # no temp file, no backup
+
+
+def test_capabilities_and_include_usage_are_written_and_overrides_kept(tmp_path: Path) -> None:
+    path = tmp_path / "opencode.json"
+    vision = Capabilities(vision=True, audio=False, tools=True, reasoning=None)
+    text = Capabilities(vision=False, audio=None, tools=False, reasoning=True)
+    models = (
+        SyncModel("sam/vl", "vl (Sam)", 8192, 2048, vision),
+        SyncModel("sam/txt", "txt (Sam)", 8192, 2048, text),
+    )
+    one = Fleet(models=models, answered=frozenset({"sam"}), known=frozenset({"sam"}))
+    sync_file("opencode", path, one, BASE, None)
+    mine = read(path)["provider"]["boocode-local"]
+    assert mine["options"]["includeUsage"] is True
+    assert mine["models"]["sam/vl"] == {
+        "name": "vl (Sam)", "limit": {"context": 8192, "output": 2048}, "attachment": True,
+        "modalities": {"input": ["text", "image"], "output": ["text"]}, "tool_call": True,
+    }  # fmt: skip
+    assert mine["models"]["sam/txt"]["modalities"]["input"] == ["text"]
+    assert (mine["models"]["sam/txt"]["tool_call"], mine["models"]["sam/txt"]["reasoning"]) == (
+        False, True
+    )  # fmt: skip
+    config = read(path)
+    config["provider"]["boocode-local"]["options"]["includeUsage"] = False  # the user's choice
+    config["provider"]["boocode-local"]["models"]["sam/vl"]["tool_call"] = False
+    path.write_text(json.dumps(config))
+    sync_file("opencode", path, one, BASE, None)
+    mine = read(path)["provider"]["boocode-local"]
+    assert mine["options"]["includeUsage"] is False
+    assert mine["models"]["sam/vl"]["tool_call"] is False

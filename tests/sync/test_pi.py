@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.context import Capabilities
 from gateway.sync.files import SyncError
+from gateway.sync.model import Fleet, SyncModel
 from gateway.sync.run import sync_file
 from tests.sync.test_opencode import BASE, fleet, read
 
@@ -117,3 +119,16 @@ def test_wrong_shape_left_untouched(tmp_path: Path, text: str, message: str) -> 
     with pytest.raises(SyncError, match=message):
         sync_file("pi", path, fleet(("sam/a", None)), BASE, None)
     assert path.read_text() == text
+
+
+def test_pi_gets_input_and_reasoning_where_known(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    models = (SyncModel("sam/vl", "vl (Sam)", 8192, 2048, Capabilities(True, None, True, False)),
+              SyncModel("sam/plain", "plain (Sam)", 8192, 2048))  # fmt: skip
+    sync_file("pi", path, Fleet(models, frozenset({"sam"}), frozenset({"sam"})), BASE, None)
+    entries = {m["id"]: m for m in read(path)["providers"]["boocode-local"]["models"]}
+    assert (entries["sam/vl"]["input"], entries["sam/vl"]["reasoning"]) == (
+        ["text", "image"],
+        False,
+    )
+    assert "input" not in entries["sam/plain"] and "reasoning" not in entries["sam/plain"]

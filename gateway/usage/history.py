@@ -1,0 +1,152 @@
+"""A compact usage history in SQLite: one row per hour, machine, model and key label.
+
+Requests add to an in-memory table (a dict update: nothing on the request path touches the
+disk); every FLUSH_S the sums are added to the file in one transaction, and rows older than the
+retention are deleted. Reads merge what is not flushed yet, so they are always current. The key
+is never stored: only its label (GATEWAY_API_KEYS `label:key`), or "" when the gateway is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.usage.extract import Usage
+
+DB_NAME = "usage.sqlite3"
+FLUSH_S = 10.0
+GROUPS = ("provider", "model", "key", "hour", "day")
+
+Key = tuple[int, str, str, str]  # hour (unix time / 3600), provider, model, key label
+
+
+@dataclass(slots=True)
+class Sums:
+    requests: int = 0
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    seconds: float = 0.0  # generating (llama-server's predicted_ms), else the whole request
+
+    def add(self, other: Sums) -> None:
+        self.requests += other.requests
+        self.prompt += other.prompt
+        self.completion += other.completion
+        self.cached += other.cached
+        self.seconds += other.seconds
+
+
+class UsageHistory:
+    def __init__(
+        self, path: Path, retention_days: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.retention_days = retention_days
+        self._clock = clock
+        self._pending: dict[Key, Sums] = {}
+        self._lock = threading.Lock()  # the connection (used from worker threads)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS usage (hour INTEGER NOT NULL, provider TEXT NOT NULL, "
+            "model TEXT NOT NULL, key TEXT NOT NULL, requests INTEGER NOT NULL, "
+            "prompt INTEGER NOT NULL, completion INTEGER NOT NULL, cached INTEGER NOT NULL, "
+            "seconds REAL NOT NULL, PRIMARY KEY (hour, provider, model, key)) WITHOUT ROWID"
+        )
+
+    def record(self, provider: str, model: str, key: str, usage: Usage, seconds: float) -> None:
+        """One reply's usage (on the request path: a dict update)."""
+        k = (int(self._clock() // 3600), provider, model, key)
+        sums = self._pending.get(k)
+        if sums is None:
+            sums = self._pending[k] = Sums()
+        sums.requests += 1
+        sums.prompt += usage.prompt
+        sums.completion += usage.completion
+        sums.cached += usage.cached or 0
+        sums.seconds += seconds
+
+    def _flush(self, pending: dict[Key, Sums]) -> None:
+        oldest = int(self._clock() // 3600 - self.retention_days * 24)
+        rows = [(*k, s.requests, s.prompt, s.completion, s.cached, s.seconds)
+                for k, s in pending.items()]  # fmt: skip
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (hour, provider, model, key) DO UPDATE SET "
+                    "requests = requests + excluded.requests, prompt = prompt + excluded.prompt, "
+                    "completion = completion + excluded.completion, "
+                    "cached = cached + excluded.cached, seconds = seconds + excluded.seconds",
+                    rows,
+                )
+                self._db.execute("DELETE FROM usage WHERE hour < ?", (oldest,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    async def flush(self) -> None:
+        """Add what was recorded since the last flush to the file (and apply the retention)."""
+        pending, self._pending = self._pending, {}
+        try:
+            await asyncio.to_thread(self._flush, pending)
+        except BaseException:  # not written: keep it for the next flush
+            for k, s in pending.items():
+                self._pending.setdefault(k, Sums()).add(s)
+            raise
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            await self.flush()
+
+    def _rows(self, since_hour: int, until_hour: int) -> list[tuple[Key, Sums]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT hour, provider, model, key, requests, prompt, completion, cached, seconds "
+                "FROM usage WHERE hour >= ? AND hour < ?",
+                (since_hour, until_hour),
+            ).fetchall()
+        return [((r[0], r[1], r[2], r[3]), Sums(*r[4:])) for r in rows]
+
+    async def query(
+        self, since: float, until: float, group_by: Iterable[str]
+    ) -> list[dict[str, object]]:
+        """Sums per group over [since, until) (whole hours), flushed and pending alike."""
+        wanted = tuple(group_by)
+        since_hour, until_hour = int(since // 3600), int(-(-until // 3600))
+        rows = await asyncio.to_thread(self._rows, since_hour, until_hour)
+        rows += [(k, s) for k, s in list(self._pending.items()) if since_hour <= k[0] < until_hour]
+        groups: dict[tuple[object, ...], Sums] = {}
+        for (hour, provider, model, key), sums in rows:
+            fields = {"provider": provider, "model": model, "key": key,
+                      "hour": _iso(hour * 3600), "day": _iso(hour // 24 * 86400)}  # fmt: skip
+            groups.setdefault(tuple(fields[g] for g in wanted), Sums()).add(sums)
+        out: list[dict[str, object]] = []
+        for values, s in sorted(groups.items(), key=lambda item: str(item[0])):
+            row: dict[str, object] = dict(zip(wanted, values, strict=True))
+            row.update(
+                requests=s.requests, promptTokens=s.prompt, completionTokens=s.completion,
+                cachedTokens=s.cached,
+                tokensPerSecond=round(s.completion / s.seconds, 1) if s.seconds > 0 else None,
+            )  # fmt: skip
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,72 @@
+"""The hourly usage history: sums per group, pending and flushed alike, retention, no key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.usage.extract import Usage
+from gateway.usage.history import UsageHistory
+
+HOUR = 3600.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_795_000_000.0  # 2026-11-18 11:06:40 UTC
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_sums_per_group_before_and_after_a_flush(tmp_path: Path) -> None:
+    clock = Clock()
+    history = UsageHistory(tmp_path / "usage.sqlite3", retention_days=90, clock=clock)
+    history.record("a", "m", "alice", Usage(100, 10, 80), 0.5)
+    history.record("a", "m", "ci", Usage(50, 5, None), 0.5)
+    history.record("b", "m", "alice", Usage(10, 20, 0), 2.0)
+    pending = await history.query(clock.now - 3 * HOUR, clock.now, ["provider"])
+    await history.flush()
+    history.record("a", "m", "alice", Usage(1, 1, 1), 1.0)  # after the flush: pending again
+    rows = await history.query(clock.now - 3 * HOUR, clock.now, ["provider"])
+    assert pending == [
+        {"provider": "a", "requests": 2, "promptTokens": 150, "completionTokens": 15,
+         "cachedTokens": 80, "tokensPerSecond": 15.0},
+        {"provider": "b", "requests": 1, "promptTokens": 10, "completionTokens": 20,
+         "cachedTokens": 0, "tokensPerSecond": 10.0},
+    ]  # fmt: skip
+    assert rows[0]["requests"] == 3 and rows[0]["promptTokens"] == 151
+    by_key = await history.query(clock.now - HOUR, clock.now, ["key"])
+    assert [(r["key"], r["requests"]) for r in by_key] == [("alice", 3), ("ci", 1)]
+    history.close()
+
+
+async def test_hours_and_days_and_what_survives_a_restart(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "usage.sqlite3"
+    history = UsageHistory(path, retention_days=90, clock=clock)
+    history.record("a", "m", "", Usage(1, 1, None), 1.0)
+    clock.now += HOUR
+    history.record("a", "m", "", Usage(2, 2, None), 1.0)
+    await history.flush()
+    history.close()
+    again = UsageHistory(path, retention_days=90, clock=clock)
+    rows = await again.query(clock.now - 2 * HOUR, clock.now, ["hour"])
+    assert [(r["hour"], r["promptTokens"]) for r in rows] == [
+        ("2026-11-18T11:00:00+00:00", 1), ("2026-11-18T12:00:00+00:00", 2)
+    ]  # fmt: skip
+    assert (await again.query(clock.now - 2 * HOUR, clock.now, ["day"]))[0]["requests"] == 2
+    again.close()
+
+
+async def test_rows_past_the_retention_are_deleted(tmp_path: Path) -> None:
+    clock = Clock()
+    history = UsageHistory(tmp_path / "usage.sqlite3", retention_days=1, clock=clock)
+    history.record("a", "m", "", Usage(1, 1, None), 1.0)
+    await history.flush()
+    clock.now += 3 * 86400
+    history.record("a", "m", "", Usage(5, 5, None), 1.0)
+    await history.flush()
+    rows = await history.query(clock.now - 10 * 86400, clock.now, ["provider"])
+    assert rows[0]["promptTokens"] == 5
+    history.close()
+    assert b"sk-" not in (tmp_path / "usage.sqlite3").read_bytes()
