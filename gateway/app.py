@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
@@ -116,17 +115,16 @@ async def _usage_history(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     history = UsageHistory(settings.data_dir / USAGE_DB, settings.usage_retention_days)
     app[inference.USAGE_HISTORY] = history
-    flusher = asyncio.ensure_future(history.run())
+    app[middleware.METRICS].usage = history
+    stop = asyncio.Event()
+    flusher = asyncio.ensure_future(history.run(stop))
     flusher.set_name("usage-flush")
     yield
-    flusher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await flusher
+    stop.set()  # its last flush writes what the last seconds recorded
     try:
-        await history.flush()  # what the last seconds recorded
-    except sqlite3.Error as exc:
-        log.warning("usage_not_saved", error=str(exc))
-    history.close()
+        await flusher
+    finally:
+        history.close()
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:

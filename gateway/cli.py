@@ -232,13 +232,12 @@ async def _probe(settings: Settings, registry: Registry) -> Catalog:
 async def sync(settings: Settings, registry: Registry, args: argparse.Namespace) -> int:
     """Write the fleet into an agent's config: the fleet of the gateway at --base-url /
     GATEWAY_URL when given (its /api/models), else this machine's registry, probed here."""
-    from gateway.keys import parse_keys
+    from gateway.keys import first_secret
     from gateway.sync.files import SyncError
     from gateway.sync.remote import fetch_fleet
     from gateway.sync.run import TARGETS, fleet_of, normalize_base_url, public_base_url, sync_file
 
-    keys = parse_keys(settings.api_keys)
-    api_key = keys[0].secret.decode() if keys else None
+    api_key = first_secret(settings.api_keys)
     remote = args.base_url or os.environ.get("GATEWAY_URL", "").strip()
     try:
         if remote:

@@ -83,6 +83,7 @@ class Settings(BaseModel):
     usage_retention_days: float = Field(
         90.0,
         gt=0,
+        le=36_500,
         description="Days of hourly usage history kept in $GATEWAY_DATA_DIR/usage.sqlite3.",
         json_schema_extra={"env": "GATEWAY_USAGE_RETENTION_DAYS"},
     )

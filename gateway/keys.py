@@ -39,6 +39,12 @@ def parse_keys(entries: Sequence[str]) -> tuple[GatewayKey, ...]:
     return tuple(out)
 
 
+def first_secret(entries: Sequence[str]) -> str | None:
+    """The key a sync writes into an agent's config: the first one's secret (never its label)."""
+    keys = parse_keys(entries)
+    return keys[0].secret.decode() if keys else None
+
+
 def label_of(
     keys: Sequence[GatewayKey], authorization: bytes | None, x_api_key: bytes | None
 ) -> str | None:

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from gateway.catalog import Catalog
 from gateway.edge.reqlog import RequestLog
 from gateway.lanes import Lanes
-from gateway.usage.extract import Usage
+from gateway.usage.history import UsageHistory
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -93,10 +93,9 @@ class Metrics:
             ["pool", "provider"],
             registry=self.registry,
         )
-        # (provider, model) -> [prompt, completion, cached, prompt of replies that said cached]:
-        # plain sums on the request path, exported at scrape time (a Counter's lock per
-        # increment is most of its cost)
-        self._tokens: dict[tuple[str, str], list[int]] = {}
+        # token counters: the usage history's sums, exported at scrape time (no Counter, whose
+        # lock per increment is most of its cost, on the request path)
+        self.usage: UsageHistory | None = None
         self._choices: dict[tuple[str, str], Counter] = {}
         self._requests: dict[tuple[str, str, int | None], Counter] = {}
         self._latency: dict[str, tuple[Histogram, Histogram]] = {}
@@ -136,16 +135,6 @@ class Metrics:
             counter = self._choices[(pool, reason)] = self.pool_choices.labels(pool, reason)
         counter.inc()
 
-    def tokens(self, provider: str, model: str, usage: Usage) -> None:
-        sums = self._tokens.get((provider, model))
-        if sums is None:
-            sums = self._tokens[(provider, model)] = [0, 0, 0, 0]
-        sums[0] += usage.prompt
-        sums[1] += usage.completion
-        if usage.cached is not None:
-            sums[2] += usage.cached
-            sums[3] += usage.prompt
-
     def token_families(self) -> Iterator[Metric]:
         total = CounterMetricFamily(
             "gateway_tokens",
@@ -159,12 +148,14 @@ class Metrics:
             labels=["provider"],
         )
         said: dict[str, list[int]] = {}
-        for (provider, model), (prompt, completion, cached, of) in sorted(self._tokens.items()):
-            for kind, value in (("prompt", prompt), ("completion", completion), ("cached", cached)):
+        totals = self.usage.totals() if self.usage is not None else {}
+        for (provider, model), s in sorted(totals.items()):
+            for kind, value in (("prompt", s.prompt), ("completion", s.completion),
+                                ("cached", s.cached)):  # fmt: skip
                 total.add_metric([provider, model, kind], value)
             mine = said.setdefault(provider, [0, 0])
-            mine[0] += of
-            mine[1] += cached
+            mine[0] += s.said_cached
+            mine[1] += s.cached
         for provider, (of, cached) in said.items():
             if of:
                 ratio.add_metric([provider], cached / of)

@@ -290,7 +290,6 @@ class Inference:
                 record.tokens = (usage.prompt, usage.completion, usage.cached)
                 catalog = self.pools.catalog
                 model = route.wire_model if catalog.serves(provider.id, route.wire_model) else ""
-                self.metrics.tokens(provider.id, model, usage)
                 seconds = usage.generation_s or time.perf_counter() - record.started
                 self.history.record(provider.id, model, record.key or "", usage, seconds)
         return exchange.status

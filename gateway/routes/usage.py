@@ -21,21 +21,28 @@ from gateway.errors import GatewayError
 from gateway.routes.inference import USAGE_HISTORY
 from gateway.usage.history import GROUPS
 
-_SPAN = re.compile(r"(\d{1,6})([mhd])")
+_SPAN = re.compile(r"([0-9]{1,6})([mhd])")
+EARLIEST, LATEST = 0.0, 253_402_128_000.0  # 1970-01-01 .. 9999-12-30: what can be shown
 _UNIT = {"m": 60, "h": 3600, "d": 86400}
 
 
 def _when(value: str, name: str, now: float) -> float:
+    bad = GatewayError(
+        400, "invalid_parameter",
+        f"{name} must be an ISO 8601 date or time (1970-9999), or a span like 24h or 7d",
+        param=name,
+    )  # fmt: skip
     if span := _SPAN.fullmatch(value):
-        return now - int(span.group(1)) * _UNIT[span.group(2)]
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise GatewayError(
-            400, "invalid_parameter",
-            f"{name} must be an ISO 8601 date or time, or a span like 24h or 7d", param=name,
-        ) from None  # fmt: skip
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        at = now - int(span.group(1)) * _UNIT[span.group(2)]
+    else:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            at = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise bad from None
+    if not EARLIEST <= at <= LATEST:
+        raise bad
+    return at
 
 
 async def api_usage(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ import structlog
 
 from gateway.catalog import Catalog
 from gateway.config import Settings
+from gateway.keys import first_secret
 from gateway.pools.listing import listed_pools
 from gateway.sync import opencode, pi
 from gateway.sync.files import SyncError, diff, read_config, render, write_atomic
@@ -94,7 +95,7 @@ class AutoSync:
     def __init__(self, targets: tuple[str, ...], settings: Settings) -> None:
         self.targets = targets
         self.base_url = public_base_url(settings)
-        self.api_key = settings.api_keys[0] if settings.api_keys else None
+        self.api_key = first_secret(settings.api_keys)
         self._last: Fleet | None = None
         self._lock = asyncio.Lock()  # one sync at a time; a second waits and sees the result
 

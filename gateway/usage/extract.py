@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import orjson
 
 _VALUE = re.compile(rb"\s*:\s*")  # (the colon after a key, with spaces around)
-TRIES = 4  # `}` a usage object may hold before its own (its nested objects): it is small
+TRIES = 8  # `}` a usage object may hold before its own (its nested objects): it is small
+MAX_COUNT = 2**31  # tokens one reply may claim: a hostile upstream cannot overflow the sums
 
 
 class Usage(NamedTuple):
@@ -64,8 +65,8 @@ def extract(head: bytes, tail: bytes) -> Usage | None:
         prompt = _count(usage, "input_tokens")
         completion = _count(usage, "output_tokens")
         cached = _count(usage, "cache_read_input_tokens")
-        if prompt is not None and cached is not None:
-            prompt += cached  # Anthropic counts them apart; here prompt includes them
+        if prompt is not None:  # Anthropic counts cache reads and writes apart: prompt has all
+            prompt += (cached or 0) + (_count(usage, "cache_creation_input_tokens") or 0)
     if timings:
         if cached is None:
             cached = _count(timings, "cache_n")
@@ -123,4 +124,4 @@ def _object_at(data: bytes, start: int) -> dict[str, Any] | None:
 
 def _count(obj: dict[str, Any], key: str) -> int | None:
     value = obj.get(key)
-    return value if type(value) is int and 0 <= value < 9_007_199_254_740_992 else None  # 2**53
+    return value if type(value) is int and 0 <= value <= MAX_COUNT else None

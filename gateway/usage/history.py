@@ -4,23 +4,31 @@ Requests add to an in-memory table (a dict update: nothing on the request path t
 disk); every FLUSH_S the sums are added to the file in one transaction, and rows older than the
 retention are deleted. Reads merge what is not flushed yet, so they are always current. The key
 is never stored: only its label (GATEWAY_API_KEYS `label:key`), or "" when the gateway is open.
+The same sums, totalled since start-up per machine and model, are /metrics' token counters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
+
 from gateway.usage.extract import Usage
+
+log = structlog.get_logger("gateway.usage")
 
 DB_NAME = "usage.sqlite3"
 FLUSH_S = 10.0
+MAX_RETENTION_DAYS = 36_500
+BIGGEST = 2**62  # a sum is written at most this (SQLite integers are 64-bit; and sums add up)
 GROUPS = ("provider", "model", "key", "hour", "day")
 
 Key = tuple[int, str, str, str]  # hour (unix time / 3600), provider, model, key label
@@ -33,6 +41,7 @@ class Sums:
     completion: int = 0
     cached: int = 0
     seconds: float = 0.0  # generating (llama-server's predicted_ms), else the whole request
+    said_cached: int = 0  # prompt tokens of the replies that said how many were cached
 
     def add(self, other: Sums) -> None:
         self.requests += other.requests
@@ -40,6 +49,7 @@ class Sums:
         self.completion += other.completion
         self.cached += other.cached
         self.seconds += other.seconds
+        self.said_cached += other.said_cached
 
 
 class UsageHistory:
@@ -51,6 +61,8 @@ class UsageHistory:
         self.retention_days = retention_days
         self._clock = clock
         self._pending: dict[Key, Sums] = {}
+        self._flushing: dict[Key, Sums] = {}  # being written (read under the lock)
+        self._totals: dict[tuple[str, str], Sums] = {}  # flushed since start: (provider, model)
         self._lock = threading.Lock()  # the connection (used from worker threads)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -71,13 +83,15 @@ class UsageHistory:
         sums.requests += 1
         sums.prompt += usage.prompt
         sums.completion += usage.completion
-        sums.cached += usage.cached or 0
+        if usage.cached is not None:
+            sums.cached += usage.cached
+            sums.said_cached += usage.prompt
         sums.seconds += seconds
 
     def _flush(self, pending: dict[Key, Sums]) -> None:
-        oldest = int(self._clock() // 3600 - self.retention_days * 24)
-        rows = [(*k, s.requests, s.prompt, s.completion, s.cached, s.seconds)
-                for k, s in pending.items()]  # fmt: skip
+        oldest = int(self._clock() // 3600 - min(self.retention_days, MAX_RETENTION_DAYS) * 24)
+        rows = [(*k, *(min(v, BIGGEST) for v in (s.requests, s.prompt, s.completion, s.cached)),
+                 min(s.seconds, float(BIGGEST))) for k, s in pending.items()]  # fmt: skip
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -94,30 +108,58 @@ class UsageHistory:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._flushing = {}  # in the file now: a reader under the lock sees one or the other
 
     async def flush(self) -> None:
         """Add what was recorded since the last flush to the file (and apply the retention)."""
         pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        for (_, provider, model, _), sums in pending.items():  # (a counter never goes back)
+            self._totals.setdefault((provider, model), Sums()).add(sums)
+        self._flushing = pending
         try:
             await asyncio.to_thread(self._flush, pending)
-        except BaseException:  # not written: keep it for the next flush
+        except Exception:  # not written: kept for the next flush (already in the totals)
             for k, s in pending.items():
                 self._pending.setdefault(k, Sums()).add(s)
+                self._totals[(k[1], k[2])].add(_negative(s))
+            self._flushing = {}
             raise
 
-    async def run(self) -> None:
+    def totals(self) -> dict[tuple[str, str], Sums]:
+        """Since start-up, per (provider, model): what was flushed and what is pending."""
+        out = {k: Sums(*astuple(s)) for k, s in self._totals.items()}
+        for (_, provider, model, _), sums in list(self._pending.items()):
+            out.setdefault((provider, model), Sums()).add(sums)
+        return out
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every FLUSH_S until `stop` is set, then once more. Never cancelled: a write
+        under way always finishes (a cancelled one would be written twice). A failed write is
+        logged and its rows wait for the next one."""
         while True:
-            await asyncio.sleep(FLUSH_S)
-            await self.flush()
+            stopping = stop.is_set()  # (read before the flush: what it misses, the next gets)
+            try:
+                await self.flush()
+            except Exception as exc:  # the file is busy, full, gone: try again next time
+                log.warning("usage_flush_failed", error=f"{type(exc).__name__}: {exc}")
+            if stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FLUSH_S)
 
     def _rows(self, since_hour: int, until_hour: int) -> list[tuple[Key, Sums]]:
+        """The file's rows, and those being written (under the lock: never both, never neither)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT hour, provider, model, key, requests, prompt, completion, cached, seconds "
                 "FROM usage WHERE hour >= ? AND hour < ?",
                 (since_hour, until_hour),
             ).fetchall()
-        return [((r[0], r[1], r[2], r[3]), Sums(*r[4:])) for r in rows]
+            flushing = list(self._flushing.items())
+        out = [((r[0], r[1], r[2], r[3]), Sums(*r[4:])) for r in rows]  # (said_cached: 0)
+        return out + [(k, s) for k, s in flushing if since_hour <= k[0] < until_hour]
 
     async def query(
         self, since: float, until: float, group_by: Iterable[str]
@@ -146,6 +188,10 @@ class UsageHistory:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _negative(s: Sums) -> Sums:
+    return Sums(*(-v for v in astuple(s)))
 
 
 def _iso(ts: int) -> str:

@@ -211,8 +211,18 @@ function renderUsage(rows) {
 }
 
 async function loadUsage(force = false) {
-  const data = await api(`/api/usage?since=${state.since}&group_by=provider,model`);
-  const shown = JSON.stringify([state.since, data.rows]);
+  const since = state.since;
+  let data;
+  try {
+    data = await api(`/api/usage?since=${since}&group_by=provider,model`);
+  } catch (err) {  // the usage panel's own trouble: the fleet above stays as it is
+    $("usage-empty").textContent = `Usage unavailable: ${err.message}`;
+    $("usage-empty").hidden = false;
+    return;
+  }
+  if (since !== state.since) return;  // the period changed while this was on its way
+  $("usage-empty").textContent = "No tokens counted in this period yet.";
+  const shown = JSON.stringify([since, data.rows]);
   if (force || shown !== state.usageShown) {
     state.usageShown = shown;
     renderUsage(data.rows);
@@ -222,7 +232,7 @@ async function loadUsage(force = false) {
 function pickPeriod(since) {
   state.since = since;
   for (const b of document.querySelectorAll("[data-since]")) b.setAttribute("aria-pressed", String(b.dataset.since === since));
-  loadUsage(true).catch((err) => showFleetError(err.message));
+  loadUsage(true);
 }
 
 // ---------------------------------------------------------------- try a prompt

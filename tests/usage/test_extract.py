@@ -60,7 +60,7 @@ CASES = [
     ),
     pytest.param(
         b"",
-        b'"timings":{"a":{"b":{"c":{"d":{"e":1}}}},"prompt_n":1}',
+        b'"timings":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":1}}}}}}}},"prompt_n":1}',
         None,
         id="too-deep-is-not-usage",
     ),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from gateway.usage.extract import Usage
 from gateway.usage.history import UsageHistory
@@ -70,3 +73,29 @@ async def test_rows_past_the_retention_are_deleted(tmp_path: Path) -> None:
     assert rows[0]["promptTokens"] == 5
     history.close()
     assert b"sk-" not in (tmp_path / "usage.sqlite3").read_bytes()
+
+
+async def test_totals_since_start_never_go_back_across_flushes(tmp_path: Path) -> None:
+    """/metrics' counters come from here: pending and flushed together, monotonic."""
+    clock = Clock()
+    history = UsageHistory(tmp_path / "usage.sqlite3", retention_days=90, clock=clock)
+    history.record("a", "m", "alice", Usage(10, 2, 6), 0.1)
+    before = history.totals()[("a", "m")]
+    await history.flush()
+    history.record("a", "m", "ci", Usage(5, 1, None), 0.1)
+    after = history.totals()[("a", "m")]
+    assert (before.prompt, before.completion, before.cached) == (10, 2, 6)
+    assert (after.prompt, after.completion, after.cached, after.said_cached) == (15, 3, 6, 10)
+    history.close()
+
+
+async def test_a_failed_write_keeps_the_rows_for_the_next_one(tmp_path: Path) -> None:
+    clock = Clock()
+    history = UsageHistory(tmp_path / "usage.sqlite3", retention_days=90, clock=clock)
+    history.record("a", "m", "", Usage(1, 1, None), 0.1)
+    history._db.execute("DROP TABLE usage")  # the write fails
+    with pytest.raises(sqlite3.OperationalError):
+        await history.flush()
+    assert history.totals()[("a", "m")].prompt == 1  # counted once, not lost, not doubled
+    assert len(history._pending) == 1
+    history.close()
