@@ -25,10 +25,17 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.pools.spec import (
+    DEFAULT_AUTO_POOL_PREFIX,
+    POOL_PREFIX,
+    Pool,
+    PoolName,
+    PoolSpec,
+    build_pools,
+)
+
 DEFAULT_DEEPSEEK_BASE_URL = "https://api.deepseek.com"
 DEFAULT_LEGACY_URL = "http://127.0.0.1:8080"
-POOL_PREFIX = "pool"  # named pools: `pool/<name>`
-DEFAULT_AUTO_POOL_PREFIX = "any"  # automatic pools: `any/<wire>`
 
 
 class RegistryError(Exception):
@@ -86,20 +93,6 @@ class ProviderSpec(BaseModel):
         if self.api_key is not None and self.api_key_env is not None:
             raise ValueError("set apiKey or apiKeyEnv, not both")
         return self
-
-
-PoolName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
-MemberId = Annotated[str, StringConstraints(min_length=3, max_length=512, pattern=r"^[^/]+/\S")]
-
-
-class PoolSpec(BaseModel):
-    """A named pool: `pool/<name>` runs on one of `members` (composite ids); `fallback` (a
-    composite id, often a cloud model) only when no member can answer."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    members: list[MemberId] = Field(min_length=1, max_length=64)
-    fallback: MemberId | None = None
 
 
 class RegistryFile(BaseModel):
@@ -188,19 +181,6 @@ class Provider:
 
 
 @dataclass(frozen=True, slots=True)
-class Pool:
-    """A named pool: composite ids of its members, in the file's order, and its fallback."""
-
-    name: str
-    members: tuple[str, ...]
-    fallback: str | None = None
-
-    @property
-    def id(self) -> str:
-        return f"{POOL_PREFIX}/{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
 class Registry:
     providers: Mapping[str, Provider]  # registry order
     default_provider: str
@@ -253,36 +233,16 @@ def parse_registry(data: Any, source: str, env: Mapping[str, str]) -> Registry:
     specs = list(spec.providers)
     default = spec.default_provider or specs[0].id
     registry = _build(specs, default, source, env, configured=True)
-    pools: dict[str, Pool] = {}
     problems = []
     if spec.auto_pool_prefix in registry.providers and spec.auto_pool_prefix not in {
         p.id for p in specs
     }:  # the DeepSeek provider added from DEEPSEEK_API_KEY
         problems.append(f"autoPoolPrefix: {spec.auto_pool_prefix!r} is also a provider id")
-    for name, pool in spec.pools.items():
-        members = []
-        for i, member in enumerate(pool.members):
-            where = f"pools.{name}.members[{i}]"
-            if member in members:
-                problems.append(f"{where}: {member!r} is listed twice")
-            members.append(member)
-            problems += _member_problem(where, member, registry)
-        if pool.fallback is not None:
-            problems += _member_problem(f"pools.{name}.fallback", pool.fallback, registry)
-            if pool.fallback in members:
-                problems.append(f"pools.{name}.fallback: {pool.fallback!r} is also a member")
-        pools[name] = Pool(name, tuple(members), pool.fallback)
+    pools, found = build_pools(spec.pools, list(registry.providers))
+    problems += found
     if problems:
         raise RegistryError(f"{source}: " + "; ".join(problems))
     return replace(registry, pools=pools, auto_pool_prefix=spec.auto_pool_prefix)
-
-
-def _member_problem(where: str, member: str, registry: Registry) -> list[str]:
-    provider = member.partition("/")[0]
-    if provider not in registry.providers:
-        known = ", ".join(registry.providers)
-        return [f"{where}: {member!r} names no known provider {provider!r} (known: {known})"]
-    return []
 
 
 def load_registry(path: Path, env: Mapping[str, str]) -> Registry:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from gateway import modelref
 from gateway.errors import GatewayError
-from gateway.registry import POOL_PREFIX, Provider, Registry
+from gateway.pools.spec import POOL_PREFIX
+from gateway.registry import Provider, Registry
 
 ANTHROPIC_PATHS = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 

@@ -55,3 +55,17 @@ def field(name: str, value: str) -> bytes:
     if _BAD_VALUE.search(raw_value):
         raise ValueError(f"header {name} has a control character or surrounding whitespace")
     return raw_name + b": " + raw_value + b"\r\n"
+
+
+# What crosses the proxy. Upstream-bound: the client's credentials and request id stay here (the
+# route's own key and the gateway's request id are added). Client-bound: the upstream's cookies,
+# request id and any header the gateway itself sets; for SSE the gateway's streaming headers.
+PROVIDER_HEADER = b"X-Gateway-Provider"
+SSE_LINES = (
+    b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+)
+DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
+DROP_RESPONSE = HOP | {
+    b"date", b"server", b"set-cookie", b"x-request-id", b"x-gateway-provider", b"x-gateway-pool",
+}  # fmt: skip
+DROP_RESPONSE_SSE = DROP_RESPONSE | {b"content-type", b"cache-control", b"x-accel-buffering"}

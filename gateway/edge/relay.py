@@ -23,16 +23,18 @@ import asyncio
 from dataclasses import dataclass, field
 
 from gateway.edge.errors import GatewayError, upstream_error
-from gateway.edge.headers import HOP, header_lines
+from gateway.edge.headers import (
+    DROP_RESPONSE,
+    DROP_RESPONSE_SSE,
+    HOP,
+    SSE_LINES,
+    header_lines,
+)
 from gateway.edge.reply import Reply
 from gateway.edge.reqlog import RequestLog
 from gateway.edge.upstream import Connection, Pool, Target, UpstreamClosed
 
-PROVIDER_HEADER = b"X-Gateway-Provider"
 KEEPALIVE = b": keep-alive\n\n"
-SSE_LINES = (
-    b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
-)
 REFUSED_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE error event
 # Upstream reads that arrive within this long of the last write to the client join the next
 # write instead of making one each: a burst of tokens (an upstream writing each token as fast as
@@ -45,12 +47,6 @@ COALESCE_BYTES = 64 * 1024  # ...and never more than this is held
 # with not a byte of reply: the upstream closed an idle connection as the request went out. A
 # later close means the upstream may have read and worked on it: that is the client's 502.
 RESEND_WITHIN_S = 0.5
-
-DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
-DROP_RESPONSE = HOP | {
-    b"date", b"server", b"set-cookie", b"x-request-id", b"x-gateway-provider", b"x-gateway-pool",
-}  # fmt: skip
-DROP_RESPONSE_SSE = DROP_RESPONSE | {b"content-type", b"cache-control", b"x-accel-buffering"}
 
 
 @dataclass(frozen=True, slots=True)

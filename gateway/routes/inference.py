@@ -13,11 +13,9 @@ import structlog
 from aiohttp import web
 
 from gateway.edge.errors import GatewayError
-from gateway.edge.headers import header_lines
+from gateway.edge.headers import DROP_REQUEST, PROVIDER_HEADER, header_lines
 from gateway.edge.message import Incoming
 from gateway.edge.relay import (
-    DROP_REQUEST,
-    PROVIDER_HEADER,
     Exchange,
     Failover,
     Streams,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from gateway.catalog import ProviderState
 from gateway.context import Capabilities
 from gateway.pools.listing import Listed
-from gateway.registry import POOL_PREFIX
+from gateway.pools.spec import POOL_PREFIX
 
 PROVIDER_KEY = "boocode-local"
 MAX_OUTPUT = 8192

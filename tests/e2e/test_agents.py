@@ -17,6 +17,7 @@ import pytest
 
 from gateway.launcher import Fleet
 from tests.e2e.conftest import ALIAS, RealGateway, agent_bin
+from tests.promtext import tokens
 
 pytestmark = pytest.mark.e2e
 PREDICTED = "llamacpp:tokens_predicted_total"
@@ -204,9 +205,4 @@ JSON_OUTPUT = {"opencode": ("--format", "json"), "pi": ("--mode", "json")}
 
 def _gateway_completion(base: str, provider: str) -> float:
     with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    for line in text.splitlines():
-        wanted = ('kind="completion"', f'provider="{provider}"', f'model="{ALIAS}"')
-        if line.startswith("gateway_tokens_total{") and all(w in line for w in wanted):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        return tokens(resp.read().decode()).get((provider, ALIAS, "completion"), 0.0)

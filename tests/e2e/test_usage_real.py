@@ -11,6 +11,7 @@ from openai import OpenAI
 
 from gateway.launcher import Fleet
 from tests.e2e.conftest import ALIAS
+from tests.promtext import tokens
 
 pytestmark = pytest.mark.e2e
 PREDICTED = "llamacpp:tokens_predicted_total"
@@ -19,15 +20,11 @@ PROMPT = "llamacpp:prompt_tokens_total"  # prompt tokens evaluated (the cached o
 
 def _gateway_tokens(base: str, provider: str) -> dict[str, float]:
     with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out = {"prompt": 0.0, "completion": 0.0, "cached": 0.0}
-    for line in text.splitlines():
-        if line.startswith("gateway_tokens_total{"):
-            labels, value = line[len("gateway_tokens_total{") :].rsplit("} ", 1)
-            parts = {k: v.strip('"') for k, v in (p.split("=", 1) for p in labels.split(","))}
-            if parts["provider"] == provider and parts["model"] == ALIAS:
-                out[parts["kind"]] = float(value)
-    return out
+        counted = tokens(resp.read().decode())
+    return {
+        kind: counted.get((provider, ALIAS, kind), 0.0)
+        for kind in ("prompt", "completion", "cached")
+    }
 
 
 def test_the_gateways_token_counts_match_llama_servers_own(

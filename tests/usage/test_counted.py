@@ -8,23 +8,9 @@ import asyncio
 import aiohttp
 
 from tests.conftest import GatewayFactory, UpstreamFactory, catalog_of, registry_for
+from tests.promtext import tokens
 
 CHAT = "/v1/chat/completions"
-
-
-def tokens(metrics: str) -> dict[tuple[str, str, str], float]:
-    out = {}
-    for line in metrics.splitlines():
-        if line.startswith("gateway_tokens_total{"):
-            labels, value = line[len("gateway_tokens_total{") :].rsplit("} ", 1)
-            parts = dict(p.split("=", 1) for p in labels.split(","))
-            key = (
-                parts["provider"].strip('"'),
-                parts["model"].strip('"'),
-                parts["kind"].strip('"'),
-            )
-            out[key] = float(value)
-    return out
 
 
 async def test_every_reply_is_counted_streamed_or_not(
