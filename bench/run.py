@@ -261,12 +261,14 @@ def wrk(target: Target, conns: int, seconds: float, tmp: Path) -> dict[str, floa
         raise RuntimeError(f"wrk printed no Requests/sec:\n{out}")
     rps = float(found.group(1))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    done = re.search(r"(\d+) requests in", out)
     lat = {m[0]: _ms(m[1], m[2]) for m in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", out)}
     return {
         "rps": rps,
         "p50_ms": lat.get("50", float("nan")),
         "p99_ms": lat.get("99", float("nan")),
         "errors": float(errors.group(1)) if errors else 0.0,
+        "requests": float(done.group(1)) if done else float("nan"),
     }
 
 
