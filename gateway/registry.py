@@ -87,6 +87,9 @@ class ProviderSpec(BaseModel):
     max_queue: int = Field(64, alias="maxQueue", ge=0)
     queue_timeout_s: float = Field(300.0, alias="queueTimeoutS", gt=0)
     first_byte_timeout_s: float | None = Field(None, alias="firstByteTimeoutS", gt=0)
+    # ask streams for their usage (stream_options.include_usage) when the client did not, and
+    # take it back out of the reply; None: yes for the cloud kinds
+    stream_usage: bool | None = Field(None, alias="streamUsage", strict=True)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderSpec:
@@ -150,6 +153,7 @@ class Provider:
     max_queue: int = 64
     queue_timeout_s: float = 300.0
     first_byte_timeout_s: float | None = None  # None: GATEWAY_FIRST_BYTE_TIMEOUT_S
+    stream_usage: bool = False  # add include_usage to streams that did not ask (usage/asked.py)
 
     def key_headers(self, *, anthropic: bool = False) -> dict[str, str]:
         """The headers carrying this provider's own key (secret: never log): Authorization, and
@@ -368,6 +372,7 @@ def _build(
             max_queue=spec.max_queue,
             queue_timeout_s=spec.queue_timeout_s,
             first_byte_timeout_s=spec.first_byte_timeout_s,
+            stream_usage=spec.kind.is_cloud if spec.stream_usage is None else spec.stream_usage,
         )
     if problems:
         raise RegistryError(f"{source}: " + "; ".join(problems))

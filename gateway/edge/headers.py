@@ -58,13 +58,18 @@ def field(name: str, value: str) -> bytes:
 
 
 # What crosses the proxy. Upstream-bound: the client's credentials and request id stay here (the
-# route's own key and the gateway's request id are added). Client-bound: the upstream's cookies,
-# request id and any header the gateway itself sets; for SSE the gateway's streaming headers.
+# route's own key and the gateway's request id are added), and so does Accept-Encoding: the
+# gateway asks for an uncompressed reply (it reads a reply's token usage as it passes).
+# Client-bound: the upstream's cookies, request id and any header the gateway itself sets; for
+# SSE the gateway's streaming headers.
 PROVIDER_HEADER = b"X-Gateway-Provider"
 SSE_LINES = (
     b"Content-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
 )
-DROP_REQUEST = HOP | {b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id"}
+DROP_REQUEST = HOP | {
+    b"host", b"authorization", b"x-api-key", b"cookie", b"x-request-id", b"accept-encoding",
+}  # fmt: skip
+IDENTITY = b"Accept-Encoding: identity\r\n"
 DROP_RESPONSE = HOP | {
     b"date", b"server", b"set-cookie", b"x-request-id", b"x-gateway-provider", b"x-gateway-pool",
 }  # fmt: skip

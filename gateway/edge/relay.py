@@ -1,8 +1,9 @@
 """One request relayed to an upstream and its reply passed back as bytes, as they arrive.
 
-Nothing here parses a reply body: SSE and JSON flow through. The upstream's parsed pieces go
-straight to the client's `Reply` from the upstream connection's callbacks (no task, no queue);
-a read's worth of bytes leaves in one write.
+Nothing here parses a reply body: SSE and JSON flow through (a caller may pass a `Rewrite` that
+changes a 200 SSE stream on its way, and ask for the body's first and last bytes to be kept).
+The upstream's parsed pieces go straight to the client's `Reply` from the upstream connection's
+callbacks (no task, no queue); a read's worth of bytes leaves in one write.
 
 Timeouts: connect (the pool's), first byte (per provider: a model swap can take minutes), then
 idle between chunks; no total limit. For `stream: true` requests the gateway sends `: keep-alive`
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gateway.edge.errors import GatewayError, upstream_error
 from gateway.edge.headers import (
@@ -43,6 +45,10 @@ REFUSED_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE
 # most this long (2 ms), and only while tokens come faster than one per COALESCE_S.
 COALESCE_S = 0.002
 COALESCE_BYTES = 64 * 1024  # ...and never more than this is held
+# Of a reply body whose ends are kept (`keep_ends`): at least its last KEEP bytes and first
+# KEEP_FIRST (a stream's first and last events), whatever size its reads are.
+KEEP = 4096
+KEEP_FIRST = 1024
 # A request is sent again only when its pooled connection closed this soon after it was written,
 # with not a byte of reply: the upstream closed an idle connection as the request went out. A
 # later close means the upstream may have read and worked on it: that is the client's 502.
@@ -70,6 +76,15 @@ class Streams:
         )
         for exchange in list(self.active):
             exchange.fail(err)
+
+
+class Rewrite(Protocol):
+    """Changes a streamed (200, SSE) reply body on its way to the client: `feed` each upstream
+    read, what it returns is written; `end` when the reply is complete."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def end(self) -> bytes: ...
 
 
 class _Resend(Exception):
@@ -115,11 +130,11 @@ class Exchange:
         "last",
         "log",
         "prev",
-        "prev2",
         "provider_id",
         "refused",
         "reply",
         "retryable",
+        "rewrite",
         "sse",
         "status",
         "streams",
@@ -140,6 +155,7 @@ class Exchange:
         retryable: bool = False,
         beat_extra: bytes | None = None,
         keep_ends: bool = False,
+        rewrite: Rewrite | None = None,
     ) -> None:
         self._loop = reply.loop
         self.reply = reply
@@ -151,11 +167,13 @@ class Exchange:
         # names no machine there: another member may answer after a failover)
         self.beat_extra = extra if beat_extra is None else beat_extra
         self.retryable = retryable
-        # the reply body's first read and last three, kept (references, no copy) when asked:
-        # where token usage is, for whoever reads it after the exchange (never parsed here)
+        # the reply body's first and last bytes, kept when asked: where token usage is, for
+        # whoever reads it after the exchange (never parsed here). `prev` + `last` hold at least
+        # the last KEEP bytes: reads are kept as they are, small ones joined until KEEP.
         self.keep_ends = keep_ends
         self.first: bytes | None = None
-        self.prev2 = self.prev = self.last = b""
+        self.prev = self.last = b""
+        self.rewrite = rewrite  # (dropped unless the reply is a 200 SSE stream)
         self.delivered = False  # some of the upstream's reply went to the client
         self.status: int | None = None  # the upstream's status
         self.keepalive_s = timing.keepalive_s if stream else 0.0
@@ -198,6 +216,8 @@ class Exchange:
                 sse = value.startswith(b"text/event-stream")
                 break
         self.sse = sse
+        if status != 200 or not sse:
+            self.rewrite = None
         self._rearm_if_sooner()
         log = self.log
         reply = self.reply
@@ -223,6 +243,8 @@ class Exchange:
             lines = header_lines(headers, HOP)
         elif sse:  # the gateway's SSE headers replace the upstream's
             lines = header_lines(headers, DROP_RESPONSE_SSE) + SSE_LINES + self.extra
+            if self.rewrite is not None:
+                length = None  # (a rewritten body has another length: the gateway frames it)
         else:
             lines = header_lines(headers, DROP_RESPONSE) + self.extra
         reply.start(status, lines, length)
@@ -233,13 +255,26 @@ class Exchange:
             if sum(map(len, self._refused_body)) < REFUSED_LIMIT:
                 self._refused_body.append(data)
             return
+        if self.keep_ends:  # (the upstream's own bytes)
+            self._keep(data)
+        if self.rewrite is not None:
+            data = self.rewrite.feed(data)
         self.reply.write(data)
         if self.log is not None:
             self.log.bytes += len(data)
-        if self.keep_ends:
-            if self.first is None:
-                self.first = data
-            self.prev2, self.prev, self.last = self.prev, self.last, data
+
+    def _keep(self, data: bytes) -> None:
+        small = len(data) < KEEP
+        first = self.first
+        if first is None:
+            self.first = data
+        elif len(first) < KEEP_FIRST and small:
+            self.first = first + data
+        last = self.last
+        if len(last) < KEEP and small:
+            self.last = last + data if last else data
+        else:
+            self.prev, self.last = last, data
 
     def on_end(self) -> None:
         self.conn = None  # the connection goes back to the pool by itself...
@@ -257,6 +292,8 @@ class Exchange:
             else:
                 self._end_with_error(err)  # (a 4xx after keep-alives: the client's, not ours)
             return
+        if self.rewrite is not None and (rest := self.rewrite.end()):
+            self.reply.write(rest)
         self.reply.end()
         self._finish()
 

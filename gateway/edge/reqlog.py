@@ -27,7 +27,8 @@ class RequestLog:
     provider: str | None = None
     pool: str | None = None  # the pool the client named, when it named one
     failovers: int = 0  # pool members that failed before this one answered
-    tokens: tuple[int, int, int | None] | None = None  # prompt, completion, cached (usage)
+    # prompt, completion, cached (None: not said), generation seconds (the reply's usage)
+    tokens: tuple[int, int, int | None, float | None] | None = None
     key: str | None = None  # the label of the gateway key it came with (never the key)
     wire_model: str | None = None
     status: int | None = None
@@ -66,7 +67,7 @@ class RequestLog:
             out["pool"] = self.pool
             out["failovers"] = self.failovers
         if self.tokens is not None:
-            out["prompt_tokens"], out["completion_tokens"], out["cached_tokens"] = self.tokens
+            out["prompt_tokens"], out["completion_tokens"], out["cached_tokens"], _ = self.tokens
         if self.key:
             out["key"] = self.key
         return out

@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from gateway.edge.errors import GatewayError
-from gateway.edge.headers import DROP_REQUEST, PROVIDER_HEADER, header_lines
+from gateway.edge.headers import DROP_REQUEST, IDENTITY, PROVIDER_HEADER, header_lines
 from gateway.edge.message import Incoming
 from gateway.edge.relay import (
     Exchange,
@@ -36,6 +36,7 @@ from gateway.pools.sticky import HEADERS as STICKY_HEADERS
 from gateway.pools.sticky import conversation_key
 from gateway.registry import Registry, RegistryBox
 from gateway.resolver import ANTHROPIC_PATHS, PoolRef, Route, pool_of, resolve
+from gateway.usage.asked import Unasked, ask
 from gateway.usage.extract import extract, tail_of
 from gateway.usage.history import UsageHistory
 
@@ -53,6 +54,7 @@ INFERENCE_PATHS = (
     )
     | ANTHROPIC_PATHS
 )
+ASKS_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})  # stream_options routes
 log = structlog.get_logger("gateway.request")
 
 
@@ -228,6 +230,11 @@ class Inference:
         record.wire_model = route.wire_model
         model = parsed.model
         body = parsed.raw if route.wire_model == model else parsed.with_model(route.wire_model)
+        unasked = None  # the usage the gateway asks for, to take out of the client's stream
+        if provider.stream_usage and request.path in ASKS_USAGE:
+            asked = ask(parsed, body)
+            if asked is not None:
+                body, unasked = asked, Unasked()
         defaults = self.timing
         timing = Timing(
             provider.first_byte_timeout_s or defaults.first_byte_s, defaults.idle_s,
@@ -238,7 +245,7 @@ class Inference:
         upstream_request = b"".join(
             (
                 b"POST ", where.path, b" HTTP/1.1\r\nHost: ", where.host_header, b"\r\n",
-                header_lines(request.headers, DROP_REQUEST),
+                header_lines(request.headers, DROP_REQUEST), IDENTITY,
                 *(f"{k}: {v}\r\n".encode("latin-1") for k, v in route.headers.items()),
                 b"X-Request-Id: ", rid, b"\r\nContent-Length: %d\r\n\r\n" % len(body), body,
             )
@@ -249,7 +256,7 @@ class Inference:
             reply=reply, log=record, timing=timing, provider_id=provider.id, extra=extra,
             stream=parsed.payload.get("stream") is True, streams=self.streams,
             retryable=retryable, beat_extra=pool_line + id_line if retryable else None,
-            keep_ends=True,
+            keep_ends=True, rewrite=unasked,
         )  # fmt: skip
         lane = self.lanes.get(
             provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
@@ -282,15 +289,20 @@ class Inference:
                 breakers.failed(provider.id)
         if verdict and exchange.status is not None and exchange.status < 400:
             residency.requested(provider.id, route.wire_model)  # (a refresh may have run since)
-            tail = tail_of(exchange.prev2, exchange.prev, exchange.last)
-            usage = extract(exchange.first or b"", tail)
-            if usage is not None:
-                record.tokens = (usage.prompt, usage.completion, usage.cached)
-                catalog = self.pools.catalog
-                model = route.wire_model if catalog.serves(provider.id, route.wire_model) else ""
-                seconds = usage.generation_s or time.perf_counter() - record.started
-                self.history.record(provider.id, model, record.key or "", usage, seconds)
+            self._count_usage(exchange, route, record)
         return exchange.status
+
+    def _count_usage(self, exchange: Exchange, route: Route, record: RequestLog) -> None:
+        """The reply's tokens, when it said them: to the request's log line and the history."""
+        tail = tail_of(exchange.prev, exchange.last)
+        usage = extract(exchange.first or b"", tail)
+        if usage is None:
+            return
+        record.tokens = usage
+        provider, wire = route.provider.id, route.wire_model
+        model = wire if self.pools.catalog.serves(provider, wire) else ""  # (a metrics label)
+        seconds = usage.generation_s or time.perf_counter() - record.started
+        self.history.record(provider, model, record.key or "", usage, seconds)
 
 
 # Errors that say the machine failed (failover and its breaker react to them); a client that

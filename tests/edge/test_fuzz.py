@@ -80,7 +80,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
     upstream = loop.run_until_complete(RawUpstream(respond).start())
     # two machines (one upstream) serving "m": `any/m` pools them, so failover is fuzzed too
-    providers = [{"id": "a", "baseUrl": upstream.url}, {"id": "b", "baseUrl": upstream.url}]
+    # ...and a cloud one: its streams are asked for usage, which the gateway takes out again
+    providers = [{"id": "a", "baseUrl": upstream.url}, {"id": "b", "baseUrl": upstream.url},
+                 {"id": "c", "kind": "openai", "baseUrl": upstream.url}]  # fmt: skip
     registry = parse_registry({"providers": providers}, "fuzz", {})
     settings = Settings.model_validate(
         {
@@ -291,6 +293,9 @@ def test_fuzzed_requests_get_strict_replies_of_their_own(
 # ---------------------------------------------------------------- upstream side
 
 
+USAGE_EVENT = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+
+
 @st.composite
 def replies(draw: st.DrawFn) -> Callable[[Seen], Sequence[Step]]:
     kind = draw(st.sampled_from(["json", "chunked", "sse", "close", "204", "304", "1xx", "500"]))
@@ -314,7 +319,7 @@ def replies(draw: st.DrawFn) -> Callable[[Seen], Sequence[Step]]:
             % (len(body), body),
             "sse": b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: "
             b"chunked\r\n\r\n" + b"".join(b"%x\r\n%b\r\n" % (len(e), e) for e in (
-                b"data: " + body + b"\n\n", b"data: [DONE]\n\n")) + b"0\r\n\r\n",
+                b"data: " + body + b"\n\n", USAGE_EVENT, b"data: [DONE]\n\n")) + b"0\r\n\r\n",
             "close": b"HTTP/1.1 200 OK\r\n\r\n" + body,
             "204": b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n",
             "304": b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -365,16 +370,19 @@ async def asker(
 
 
 @FUZZ
-@given(plan=st.lists(replies(), min_size=1, max_size=4), streams=st.booleans())
+@given(
+    plan=st.lists(replies(), min_size=1, max_size=4), streams=st.booleans(),
+    model=st.sampled_from(["a/m", "c/m"]),
+)  # fmt: skip
 def test_fuzzed_replies_never_reach_another_client(
-    rig: Rig, plan: list[Callable[[Seen], Sequence[Step]]], streams: bool
+    rig: Rig, plan: list[Callable[[Seen], Sequence[Step]]], streams: bool, model: str
 ) -> None:
     rig.plan[:] = plan
 
     async def both() -> list[list[tuple[str, bytes]]]:
         return list(await asyncio.gather(
-            asker(rig.port, RIDS["u1"], streams),
-            asker(rig.port, RIDS["u2"], streams),
+            asker(rig.port, RIDS["u1"], streams, model),
+            asker(rig.port, RIDS["u2"], streams, model),
         ))  # fmt: skip
 
     for results in rig.run(both()):

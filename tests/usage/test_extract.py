@@ -60,6 +60,12 @@ CASES = [
     ),
     pytest.param(
         b"",
+        b'"usage":{"note":"}{ a brace in a string","prompt_tokens":1,"completion_tokens":2}}',
+        Usage(1, 2, None),
+        id="braces-inside-a-string",
+    ),
+    pytest.param(
+        b"",
         b'"timings":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":1}}}}}}}},"prompt_n":1}',
         None,
         id="too-deep-is-not-usage",
