@@ -19,6 +19,8 @@ from gateway.edge.relay import Streams, Timing
 from gateway.edge.upstream import Pool
 from gateway.keys import parse_keys
 from gateway.lanes import Lanes
+from gateway.learned import DB_NAME as LEARNED_DB
+from gateway.learned import Learned
 from gateway.metrics import Metrics
 from gateway.pools.members import Pools
 from gateway.registry import Registry, RegistryBox
@@ -159,6 +161,7 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
         refresh_s=settings.refresh_s,
         timeout_s=settings.models_timeout_s,
         offline_after_s=settings.offline_after_s,
+        learned=Learned(settings.data_dir / LEARNED_DB),
     )
     if settings.sync:
         catalog.on_refresh.append(AutoSync(settings.sync, settings))
@@ -168,6 +171,8 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
     _spawn(app, catalog.run(), "catalog-refresh")
     yield
     await _cancel_background(app)
+    if catalog.learned is not None:
+        catalog.learned.close()
 
 
 async def _reloader(app: web.Application) -> AsyncIterator[None]:

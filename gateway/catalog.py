@@ -21,6 +21,7 @@ import structlog
 from gateway import context, modelref
 from gateway.context import Capabilities
 from gateway.errors import GatewayError, from_upstream
+from gateway.learned import Learned
 from gateway.pools.residency import Residency
 from gateway.registry import Provider, ProviderKind, Registry, RegistryBox
 
@@ -103,6 +104,7 @@ class Catalog:
         timeout_s: float,
         offline_after_s: float,
         clock: Callable[[], float] = time.time,
+        learned: Learned | None = None,
     ) -> None:
         self._session = session
         self._registry = registry
@@ -116,6 +118,7 @@ class Catalog:
         self._contexts: dict[str, int] = {}  # composite id -> context window
         self._propped: set[str] = set()  # composite ids whose /props answered
         self._capabilities: dict[str, Capabilities] = {}  # composite id -> what /props said
+        self.learned = learned  # what /props said before this process (and kept for the next)
         self.residency = Residency()  # which models are loaded where (pools)
         self.ready = asyncio.Event()  # set after the first refresh
         self.on_refresh: list[Callable[[Catalog], Awaitable[None]]] = []
@@ -145,6 +148,8 @@ class Catalog:
 
     async def refresh(self) -> None:
         await asyncio.gather(*(self._refresh_one(s) for s in self.states()))
+        if self.learned is not None:
+            await self.learned.flush(int(self._clock()))
         self.ready.set()
         for hook in self.on_refresh:
             await hook(self)
@@ -216,7 +221,8 @@ class Catalog:
         running: list[str] | None,
     ) -> tuple[ModelEntry, ...]:
         """Fill in context windows (and slots, for pools) from `/props`; a window once learned
-        is kept (keyed by composite id)."""
+        is kept (keyed by composite id), and what an earlier run learned (`learned`) stands in
+        for what this one has not been told."""
         for m in models:
             if m.context_window is not None:
                 self._contexts[m.id] = m.context_window
@@ -242,14 +248,18 @@ class Catalog:
                 self.residency.set_slots(cid, props.slots)
             if props.capabilities is not None:
                 self._capabilities[cid] = props.capabilities
-        return tuple(
-            replace(
+            if self.learned is not None:
+                self.learned.remember(cid, props.n_ctx, props.capabilities)
+        before = self.learned.facts if self.learned is not None else {}
+        out = []
+        for m in models:
+            window, capabilities = before.get(m.id, (None, None))
+            out.append(replace(
                 m,
-                context_window=m.context_window or self._contexts.get(m.id),
-                capabilities=self._capabilities.get(m.id),
-            )
-            for m in models
-        )
+                context_window=m.context_window or self._contexts.get(m.id) or window,
+                capabilities=self._capabilities.get(m.id) or capabilities,
+            ))  # fmt: skip
+        return tuple(out)
 
     async def run(self) -> None:
         """Refresh forever: every refresh_s, sooner while some provider is not online."""

@@ -22,6 +22,8 @@ from gateway import __version__
 from gateway import logging as gwlogging
 from gateway.catalog import Catalog
 from gateway.config import OTHER_ENV, ConfigError, Settings, env_names, load_settings
+from gateway.learned import DB_NAME as LEARNED_DB
+from gateway.learned import Learned
 from gateway.registry import Registry, RegistryBox, RegistryError, load_registry
 
 EXIT_CONFIG = 2
@@ -217,15 +219,22 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 async def _probe(settings: Settings, registry: Registry) -> Catalog:
     """The catalog after one refresh: every provider asked once, concurrently."""
-    async with aiohttp.ClientSession() as session:
-        catalog = Catalog(
-            session,
-            RegistryBox(registry),
-            refresh_s=settings.refresh_s,
-            timeout_s=settings.models_timeout_s,
-            offline_after_s=settings.offline_after_s,
-        )
-        await catalog.refresh()
+    learned_at = settings.data_dir / LEARNED_DB  # (a gateway's data dir: what it learned)
+    learned = Learned(learned_at) if learned_at.exists() else None
+    try:
+        async with aiohttp.ClientSession() as session:
+            catalog = Catalog(
+                session,
+                RegistryBox(registry),
+                refresh_s=settings.refresh_s,
+                timeout_s=settings.models_timeout_s,
+                offline_after_s=settings.offline_after_s,
+                learned=learned,
+            )
+            await catalog.refresh()
+    finally:
+        if learned is not None:
+            learned.close()
     return catalog
 
 

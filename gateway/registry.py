@@ -88,7 +88,7 @@ class ProviderSpec(BaseModel):
     queue_timeout_s: float = Field(300.0, alias="queueTimeoutS", gt=0)
     first_byte_timeout_s: float | None = Field(None, alias="firstByteTimeoutS", gt=0)
     # ask streams for their usage (stream_options.include_usage) when the client did not, and
-    # take it back out of the reply; None: yes for the cloud kinds
+    # take it back out of the reply; None: yes for DeepSeek's and OpenAI's own API
     stream_usage: bool | None = Field(None, alias="streamUsage", strict=True)
 
     @model_validator(mode="after")
@@ -96,6 +96,14 @@ class ProviderSpec(BaseModel):
         if self.api_key is not None and self.api_key_env is not None:
             raise ValueError("set apiKey or apiKeyEnv, not both")
         return self
+
+
+def _asks_stream_usage(spec: ProviderSpec) -> bool:
+    """`streamUsage` unless the file says: on for the APIs known to take the flag (DeepSeek's,
+    OpenAI's own); another OpenAI-compatible cloud may refuse it (a 400 for every stream)."""
+    if spec.kind is ProviderKind.DEEPSEEK:
+        return True
+    return spec.kind is ProviderKind.OPENAI and yarl.URL(spec.base_url).host == "api.openai.com"
 
 
 class RegistryFile(BaseModel):
@@ -372,7 +380,9 @@ def _build(
             max_queue=spec.max_queue,
             queue_timeout_s=spec.queue_timeout_s,
             first_byte_timeout_s=spec.first_byte_timeout_s,
-            stream_usage=spec.kind.is_cloud if spec.stream_usage is None else spec.stream_usage,
+            stream_usage=_asks_stream_usage(spec)
+            if spec.stream_usage is None
+            else spec.stream_usage,
         )
     if problems:
         raise RegistryError(f"{source}: " + "; ".join(problems))

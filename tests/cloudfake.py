@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 
@@ -15,31 +18,30 @@ USAGE = (
 )
 
 
-def openai_stream(asked: bool, *, extra: bytes = b"", eol: bytes = b"\n") -> bytes:
+def openai_stream(
+    asked: bool, *, extra: dict[str, Any] | None = None, eol: bytes = b"\n", spaced: bool = False
+) -> bytes:
     """A stream as OpenAI's API documents it: with `include_usage`, every chunk has
-    `"usage":null` and one more chunk (no choices, the usage) comes before [DONE]."""
-    null = b',"usage":null' if asked else b""
-    events = [
-        b'{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-x","choices":'
-        b'[{"index":0,"delta":{"role":"assistant","content":"'
-        + word
-        + b'"},"finish_reason":'
-        + finish
-        + b"}]"
-        + null
-        + extra
-        + b"}"
-        for word, finish in (
-            (b"Hel", b"null"),
-            (b'lo \\"usage\\":null,', b"null"),
-            (b"", b'"stop"'),
-        )
-    ]
+    `"usage":null` and one more chunk (no choices, the usage) comes before [DONE]. `extra`:
+    members after `usage`; `spaced`: JSON as Python's json module writes it."""
+
+    def dump(obj: dict[str, Any]) -> bytes:
+        return json.dumps(obj).encode() if spaced else orjson.dumps(obj)
+
+    events = []
+    for word, finish in (("Hel", None), ('lo "usage":null,', None), ("", "stop")):
+        chunk: dict[str, Any] = {
+            "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": word},
+                         "finish_reason": finish}],
+        }  # fmt: skip
+        if asked:
+            chunk["usage"] = None
+        events.append(dump({**chunk, **(extra or {})}))
     if asked:
-        events.append(
-            b'{"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-x",'
-            b'"choices":[],"usage":' + USAGE + extra + b"}"
-        )
+        last = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
+                "choices": [], "usage": orjson.loads(USAGE)}  # fmt: skip
+        events.append(dump({**last, **(extra or {})}))
     events.append(b"[DONE]")
     return b"".join(b"data: " + e + eol + eol for e in events)
 
@@ -52,6 +54,7 @@ class Cloud:
     def __init__(self, piece: int = 7) -> None:
         self.piece = piece
         self.sized = False
+        self.gzip = False  # compress streams (whatever the request's Accept-Encoding said)
         self.seen: list[tuple[bytes, bytes]] = []
         self.status = 200
         self.writers: list[asyncio.StreamWriter] = []
@@ -80,13 +83,16 @@ class Cloud:
                     continue
                 asked = payload.get("stream_options", {}).get("include_usage") is True
                 stream = openai_stream(asked)
+                if self.gzip:
+                    stream = gzip.compress(stream)
                 framing = (
                     b"Content-Length: %d" % len(stream)
                     if self.sized
                     else (b"Transfer-Encoding: chunked")
                 )
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%b\r\n\r\n"
-                             % framing)  # fmt: skip
+                coding = b"Content-Encoding: gzip\r\n" if self.gzip else b""
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%b%b\r\n\r\n"
+                             % (coding, framing))  # fmt: skip
                 for at in range(0, len(stream), self.piece):
                     piece = stream[at : at + self.piece]
                     writer.write(piece if self.sized else b"%x\r\n%b\r\n" % (len(piece), piece))

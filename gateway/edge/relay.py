@@ -216,8 +216,11 @@ class Exchange:
                 sse = value.startswith(b"text/event-stream")
                 break
         self.sse = sse
-        if status != 200 or not sse:
-            self.rewrite = None
+        if self.rewrite is not None:  # a 200 SSE stream in plain bytes, or nothing to rewrite
+            if status != 200 or not sse or _encoded(headers):
+                self.rewrite = None
+            else:
+                length = None  # (a rewritten body has another length: the gateway frames it)
         self._rearm_if_sooner()
         log = self.log
         reply = self.reply
@@ -243,8 +246,6 @@ class Exchange:
             lines = header_lines(headers, HOP)
         elif sse:  # the gateway's SSE headers replace the upstream's
             lines = header_lines(headers, DROP_RESPONSE_SSE) + SSE_LINES + self.extra
-            if self.rewrite is not None:
-                length = None  # (a rewritten body has another length: the gateway frames it)
         else:
             lines = header_lines(headers, DROP_RESPONSE) + self.extra
         reply.start(status, lines, length)
@@ -268,8 +269,8 @@ class Exchange:
         first = self.first
         if first is None:
             self.first = data
-        elif len(first) < KEEP_FIRST and small:
-            self.first = first + data
+        elif len(first) < KEEP_FIRST:  # (contiguous: the body's first bytes, and no more)
+            self.first = first + data[: KEEP_FIRST - len(first)]
         last = self.last
         if len(last) < KEEP and small:
             self.last = last + data if last else data
@@ -294,6 +295,8 @@ class Exchange:
             return
         if self.rewrite is not None and (rest := self.rewrite.end()):
             self.reply.write(rest)
+            if self.log is not None:
+                self.log.bytes += len(rest)
         self.reply.end()
         self._finish()
 
@@ -444,6 +447,14 @@ class Exchange:
                 self.log.status = 200
         reply.write(KEEPALIVE)
         reply.flush()
+
+
+def _encoded(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The body has a content coding (compressed: its bytes cannot be rewritten)."""
+    return any(
+        name.lower() == b"content-encoding" and value.strip().lower() != b"identity"
+        for name, value in headers
+    )
 
 
 async def relay(pool: Pool, where: Target, request: bytes, exchange: Exchange) -> None:

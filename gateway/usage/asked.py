@@ -1,29 +1,36 @@
 """Usage the gateway asks a cloud stream for, and takes back out before the client sees it.
 
 An OpenAI-style stream carries its token counts only when the request says
-`stream_options.include_usage`; the flag also adds `"usage":null` to every chunk and one last
-chunk (`"choices":[]` and the usage) before `[DONE]`. For a client that did not ask, the gateway
-adds the flag upstream (`ask`) and `Unasked` takes those additions out of the reply, line by line,
-so the client reads the stream it would have read without the flag — byte for byte — while the
-gateway reads the usage from the upstream's own last bytes (`gateway.usage.extract`).
+`stream_options.include_usage`; the flag also adds `"usage": null` to every chunk and one last
+chunk (`"choices": []` and the usage) before `[DONE]`. For a client that did not ask, the gateway
+adds the flag upstream (`ask`) and `Unasked` takes those additions out of the reply, event by
+event, so the client reads the stream it would have read without the flag — byte for byte —
+while the gateway reads the usage from the upstream's own last bytes (`gateway.usage.extract`).
 
-Only what the flag adds is touched: the last top-level `"usage":null` member of a `data:` line,
-and a `data:` line with an empty `choices` and a usage object (with the blank line that ends
-its event). A chunk spelled otherwise goes through as it came (the client then sees a field it
-did not ask for, never a broken stream). A line longer than LINE_LIMIT is not held: from there
-on the stream goes through untouched.
+What is taken out, and only when the event's JSON says so (it is parsed; spacing and key order
+do not matter): an event whose one `data:` line is an object with empty `choices` and a usage
+object — the whole event, its `id:`/`event:` lines too; and a top-level `"usage": null` member
+(the line without it must parse to the same object less `usage`, or it is left as it came). An
+event spelled otherwise (its JSON over several `data:` lines) goes through as it came. Events
+end at a blank line (`\\n`, `\\r\\n` or `\\r` line ends); an event is held until its end arrives,
+at most EVENT_LIMIT bytes: past that the stream goes through untouched from there on.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import orjson
+
 from gateway.jsonbody import Body
 
 ASK = b'"stream_options":{"include_usage":true},'
-LINE_LIMIT = 1024 * 1024  # held while its end has not arrived; past it, no more rewriting
-_NULL_AFTER = b',"usage":null'  # ... "choices":[...],"usage":null}
-_NULL_BEFORE = b'"usage":null,'  # {"usage":null, ...
-_NULL_SIZE = len(_NULL_AFTER)  # (both spellings)
-_BLANK = (b"\n", b"\r\n")
+EVENT_LIMIT = 1024 * 1024  # held while its end has not arrived; past it, no more rewriting
+# the end of an event: a line end, then an empty line (a lone \r is a line end when no \n follows)
+_EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
+# a `"usage": null` member: after a comma (or before one, when it comes first)
+_NULL = re.compile(rb'\s*,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
 
 
 def ask(body: Body, raw: bytes) -> bytes | None:
@@ -32,6 +39,8 @@ def ask(body: Body, raw: bytes) -> bytes | None:
     payload = body.payload
     if payload.get("stream") is not True or "stream_options" in payload:
         return None
+    if raw.count(b'"stream"') != 1:  # (a key given twice: which one an upstream reads varies)
+        return None
     at = raw.find(b"{")  # the top-level object's (the body parsed as an object)
     return raw[: at + 1] + ASK + raw[at + 1 :]
 
@@ -39,51 +48,92 @@ def ask(body: Body, raw: bytes) -> bytes | None:
 class Unasked:
     """Feeds a stream through, without what `ask` made the upstream add (see the module)."""
 
-    __slots__ = ("_end_of_event", "_held", "_off")
+    __slots__ = ("_held", "_off", "_size", "_tail")
 
     def __init__(self) -> None:
-        self._held = b""  # a line whose end has not arrived yet
-        self._end_of_event = False  # a dropped usage line's event still needs its blank line
-        self._off = False  # a line past LINE_LIMIT: the rest goes through as it comes
+        self._held: list[bytes] = []  # an event whose end has not arrived yet, in pieces
+        self._size = 0
+        self._tail = b""  # the held bytes' last 3: where an event's end may have begun
+        self._off = False  # an event past EVENT_LIMIT: the rest goes through as it comes
 
     def feed(self, data: bytes) -> bytes:
-        """What of `data` goes to the client now (whole lines; the rest waits for its end)."""
+        """What of `data` goes to the client now (whole events; the rest waits for its end)."""
         if self._off:
             return data
-        if self._held:
-            data = self._held + data
-        cut = data.rfind(b"\n") + 1
-        self._held = data[cut:]
-        if len(self._held) > LINE_LIMIT:
-            self._off = True
-            out, self._held = self._lines(data[:cut]) + self._held, b""
-            return out
-        if not cut:
+        # only the new bytes (and the last few held, where an end may have begun) are searched
+        tail = self._tail
+        end = _last_end(tail + data)
+        if end < 0:
+            self._held.append(data)
+            self._size += len(data)
+            self._tail = (tail + data)[-3:]
+            if self._size > EVENT_LIMIT:
+                self._off = True
+                return self.end()
             return b""
-        return self._lines(data[:cut])
+        end = max(end - len(tail), 0)  # (in `data`: an end may have begun in the held bytes)
+        events = b"".join([*self._held, data[:end]]) if self._held else data[:end]
+        rest = data[end:]
+        self._held, self._size, self._tail = (
+            ([rest], len(rest), rest[-3:]) if rest else ([], 0, b"")
+        )
+        return _without_additions(events)
 
     def end(self) -> bytes:
-        """The stream ended: what is still held (a last line without its end) goes as it is."""
-        out, self._held = self._held, b""
+        """The stream ended: what is still held (an event without its end) goes as it is."""
+        out = b"".join(self._held)
+        self._held, self._size, self._tail = [], 0, b""
         return out
 
-    def _lines(self, data: bytes) -> bytes:
-        if b'"usage"' not in data and not self._end_of_event:
-            return data  # the usual read: nothing the flag added
-        out = []
-        for line in data.splitlines(keepends=True):
-            if self._end_of_event:
-                self._end_of_event = False
-                if line in _BLANK:
-                    continue
-            if line.startswith(b"data:") and b'"usage"' in line:
-                if b'"choices":[]' in line and b'"usage":{' in line:
-                    self._end_of_event = True  # the chunk the flag added: not the client's
-                    continue
-                at = line.rfind(_NULL_AFTER)
-                if at < 0:
-                    at = line.find(_NULL_BEFORE)
-                if at >= 0:
-                    line = line[:at] + line[at + _NULL_SIZE :]
-            out.append(line)
-        return b"".join(out)
+
+def _last_end(data: bytes) -> int:
+    """Where the last complete event in `data` ends (-1: none). An end on a final \\r is not
+    taken: a \\n may follow in the next read."""
+    found = -1
+    for match in _EVENT_END.finditer(data):
+        if match.end() < len(data) or data[-1:] != b"\r":
+            found = match.end()
+    return found
+
+
+def _without_additions(events: bytes) -> bytes:
+    if b'"usage"' not in events:
+        return events  # the usual read: nothing the flag added
+    out = []
+    start = 0
+    for match in _EVENT_END.finditer(events):
+        event = events[start : match.end()]
+        start = match.end()
+        out.append(_event(event) if b'"usage"' in event else event)
+    out.append(events[start:])
+    return b"".join(out)
+
+
+def _event(event: bytes) -> bytes:
+    lines = event.splitlines(keepends=True)
+    data = [i for i, line in enumerate(lines) if line.startswith(b"data:")]
+    if len(data) != 1:
+        return event  # no data, or JSON over several lines: as it came
+    line = lines[data[0]]
+    obj = _object(line[5:])
+    if obj is None or "usage" not in obj:
+        return event
+    usage = obj["usage"]
+    if isinstance(usage, dict) and obj.get("choices") == []:
+        return b""  # the chunk the flag added: not the client's, nor are its other lines
+    if usage is None:
+        less = {k: v for k, v in obj.items() if k != "usage"}
+        for match in reversed(list(_NULL.finditer(line))):
+            candidate = line[: match.start()] + line[match.end() :]
+            if _object(candidate[5:]) == less:  # the top-level member, and nothing else
+                lines[data[0]] = candidate
+                return b"".join(lines)
+    return event
+
+
+def _object(value: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None

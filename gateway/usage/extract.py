@@ -107,24 +107,36 @@ def _last(data: bytes, key: bytes) -> dict[str, Any] | None:
 
 
 def _object_at(data: bytes, start: int) -> dict[str, Any] | None:
-    """The JSON object starting at `start`, ended by one of the next few `}`: the first that
-    closes as many braces as were opened before it (a brace inside a string can fool that
-    count; the parse then fails and the next `}` is tried)."""
+    """The JSON object starting at `start`, ended by one of the next few `}`: first the one
+    that closes as many braces as were opened before it (one parse, in the usual case); when a
+    brace inside a string threw that count off, each of them in turn."""
     if data[start : start + 1] != b"{":
         return None
     close = data.find(b"}", start)
     closed = 0  # the `}` passed over
     while close > 0 and closed < TRIES:
         if data.count(b"{", start, close) == closed + 1:
-            try:
-                obj = orjson.loads(data[start : close + 1])
-            except orjson.JSONDecodeError:
-                pass
-            else:
-                return obj if type(obj) is dict else None
+            if (obj := _parse(data[start : close + 1])) is not None:
+                return obj
+            break
         close = data.find(b"}", close + 1)
         closed += 1
+    close = start
+    for _ in range(TRIES):
+        close = data.find(b"}", close + 1)
+        if close < 0:
+            return None
+        if (obj := _parse(data[start : close + 1])) is not None:
+            return obj
     return None
+
+
+def _parse(value: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if type(obj) is dict else None
 
 
 def _count(value: object) -> int | None:

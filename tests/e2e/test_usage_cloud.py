@@ -52,7 +52,8 @@ def test_every_cloud_request_is_counted_and_the_client_sees_only_what_it_asked(
     fake, url = fake_cloud
     registry = tmp_path / "llama-providers.json"
     registry.write_text(json.dumps({"providers": [
-        {"id": "cloud", "kind": "openai", "baseUrl": url, "apiKey": "sk-cloud-secret"},
+        {"id": "cloud", "kind": "openai", "baseUrl": url, "apiKey": "sk-cloud-secret",
+         "streamUsage": True},
     ]}))  # fmt: skip
     env = {"LLAMA_PROVIDERS_PATH": str(registry), "GATEWAY_DATA_DIR": str(tmp_path / "data")}
     with running_gateway(["serve"], env, cwd=tmp_path) as gw:

@@ -81,8 +81,10 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     upstream = loop.run_until_complete(RawUpstream(respond).start())
     # two machines (one upstream) serving "m": `any/m` pools them, so failover is fuzzed too
     # ...and a cloud one: its streams are asked for usage, which the gateway takes out again
-    providers = [{"id": "a", "baseUrl": upstream.url}, {"id": "b", "baseUrl": upstream.url},
-                 {"id": "c", "kind": "openai", "baseUrl": upstream.url}]  # fmt: skip
+    providers = [
+        {"id": "a", "baseUrl": upstream.url}, {"id": "b", "baseUrl": upstream.url},
+        {"id": "c", "kind": "openai", "baseUrl": upstream.url, "streamUsage": True},
+    ]  # fmt: skip
     registry = parse_registry({"providers": providers}, "fuzz", {})
     settings = Settings.model_validate(
         {

@@ -4,6 +4,7 @@ ones it would have read without the flag, split however the upstream writes them
 from __future__ import annotations
 
 import asyncio
+import gzip
 
 import orjson
 import pytest
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.jsonbody import parse_body
-from gateway.usage.asked import ASK, LINE_LIMIT, Unasked, ask
+from gateway.registry import RegistryError, parse_registry
+from gateway.usage.asked import ASK, EVENT_LIMIT, Unasked, ask
 from tests.cloudfake import cloud, openai_stream
 from tests.conftest import Gateway, GatewayFactory, registry_for
 from tests.promtext import tokens
@@ -26,48 +28,93 @@ def through(stream: bytes, cuts: list[int]) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("extra", "eol"),
-    [(b"", b"\n"), (b',"obfuscation":"aZ3"', b"\n"), (b"", b"\r\n")],
-    ids=["plain", "obfuscation-after-usage", "crlf"],
+    ("extra", "eol", "spaced"),
+    [
+        (None, b"\n", False),
+        ({"obfuscation": "aZ3"}, b"\n", False),  # (a member after usage)
+        (None, b"\r\n", False),
+        (None, b"\r", False),  # (SSE allows a lone CR)
+        (None, b"\n", True),  # JSON with spaces: "usage": null, "choices": []
+    ],
+    ids=["plain", "member-after-usage", "crlf", "cr", "spaced"],
 )
-def test_the_stream_reads_as_if_never_asked_at_every_split(extra: bytes, eol: bytes) -> None:
-    asked = openai_stream(True, extra=extra, eol=eol)
-    expected = openai_stream(False, extra=extra, eol=eol)
+def test_the_stream_reads_as_if_never_asked_at_every_split(
+    extra: dict[str, str] | None, eol: bytes, spaced: bool
+) -> None:
+    asked = openai_stream(True, extra=extra, eol=eol, spaced=spaced)
+    expected = openai_stream(False, extra=extra, eol=eol, spaced=spaced)
     assert asked != expected
     for cut in range(len(asked) + 1):
         assert through(asked, [cut]) == expected, cut
+    for a in range(0, len(asked), 5):
+        assert through(asked, [a, a + 2]) == expected, a
     assert through(asked, list(range(1, len(asked)))) == expected  # a byte per read
 
 
-def test_usage_first_in_a_chunk_is_taken_out_too() -> None:
-    chunk = b'data: {"usage":null,"choices":[{"delta":{"content":"x"}}]}\n\n'
-    assert through(chunk, []) == b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+def test_events_come_out_when_they_end_not_at_the_streams_end(eol: bytes) -> None:
+    unasked = Unasked()
+    event = b'data: {"choices":[{"delta":{}}],"usage":null}' + eol
+    assert unasked.feed(event) == b""  # (its blank line has not come)
+    assert unasked.feed(eol + b"data: x") == b'data: {"choices":[{"delta":{}}]}' + eol * 2
+    # a final lone CR may be the first half of a CRLF: that end is known with the next byte
+    assert unasked.feed(eol + eol) == (b"" if eol == b"\r" else b"data: x" + eol * 2)
+    assert unasked.feed(b"d") == (b"data: x" + eol * 2 if eol == b"\r" else b"")
+    assert unasked.end() == b"d"
+
+
+def test_a_usage_member_first_and_a_nested_one_only_the_top_level_goes() -> None:
+    chunk = b'data: {"usage":null,"choices":[{"delta":{"x":{"a":1,"usage":null}}}]}\n\n'
+    expected = b'data: {"choices":[{"delta":{"x":{"a":1,"usage":null}}}]}\n\n'
+    assert through(chunk, []) == expected
+
+
+def test_the_added_chunk_goes_with_its_id_and_event_lines() -> None:
+    stream = (
+        b'id: 41\ndata: {"choices":[{"delta":{}}]}\n\n'
+        b'id: 42\nevent: message\ndata: {"choices": [], "usage": {"prompt_tokens": 1}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    assert through(stream, [50]) == (
+        b'id: 41\ndata: {"choices":[{"delta":{}}]}\n\ndata: [DONE]\n\n'
+    )
 
 
 def test_what_the_flag_did_not_add_goes_through_untouched() -> None:
-    """Usage in a chunk that has choices (a server that always sends it), a usage-only chunk
-    in another spelling, comments, an error event: not the flag's doing, not touched."""
+    """Usage in a chunk that has choices (a server that always sends it), JSON over two data
+    lines, comments, an error event, a "usage" in a string: not the flag's doing."""
     stream = (
         b": keep-alive\n\n"
         b'data: {"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}\n\n'
-        b'data: {"choices": [], "usage": {"prompt_tokens":1}}\n\n'
-        b'event: error\ndata: {"error":{"message":"\\"usage\\":null"}}\n\n'
+        b'data: {"choices":[],\ndata: "usage":{"prompt_tokens":1}}\n\n'
+        b'event: error\ndata: {"error":{"message":"\\"usage\\":null, \\"choices\\":[]"}}\n\n'
+        b'data: {"note": "\\"usage\\": null", "usage": 3}\n\n'
         b"data: [DONE]\n\n"
     )
     assert through(stream, [5, 40, 77]) == stream
 
 
-def test_a_last_line_without_its_end_goes_as_it_came() -> None:
+def test_a_last_event_without_its_end_goes_as_it_came() -> None:
     """(An event without its blank line is not an event; SSE clients drop it.)"""
-    assert through(b'data: {"a":1,"usage":null}', [3]) == b'data: {"a":1,"usage":null}'
+    assert through(b'data: {"a":1,"usage":null}\n', [3]) == b'data: {"a":1,"usage":null}\n'
 
 
-def test_an_endless_line_is_not_held() -> None:
+def test_an_endless_event_is_not_held() -> None:
     unasked = Unasked()
     assert unasked.feed(b"data: {") == b""
-    big = b"x" * (LINE_LIMIT + 1)
+    big = b"x" * (EVENT_LIMIT + 1)
     assert unasked.feed(big) == b"data: {" + big  # past the limit: out as it came
     assert unasked.feed(b',"usage":null}\n\n') == b',"usage":null}\n\n'  # ...and from then on
+
+
+def test_held_bytes_are_not_copied_per_read() -> None:
+    """A long event in small reads is kept as its pieces and joined once (not per read)."""
+    unasked = Unasked()
+    piece = b"y" * 512
+    for _ in range(1000):
+        assert unasked.feed(piece) == b""
+    assert len(unasked._held) == 1000
+    assert unasked.feed(b"\n\n") == piece * 1000 + b"\n\n"
 
 
 @settings(max_examples=300, deadline=None)
@@ -95,6 +142,11 @@ def test_ask_adds_the_flag_and_changes_nothing_else() -> None:
 # -- through the gateway, with a cloud that does what OpenAI's API documents
 
 
+def asking(url: str) -> dict[str, object]:
+    """An OpenAI-compatible cloud told to ask for stream usage."""
+    return {"id": "cloud", "kind": "openai", "baseUrl": url, "streamUsage": True}
+
+
 async def counted(gw: Gateway) -> dict[tuple[str, str, str], float]:
     return tokens((await (await gw.get("/metrics")).read()).decode())
 
@@ -103,7 +155,7 @@ async def test_a_cloud_stream_the_client_did_not_ask_usage_of_is_counted_unseen(
     gateway: GatewayFactory,
 ) -> None:
     async with cloud() as (fake, url):
-        gw = await gateway(registry_for({"id": "cloud", "kind": "openai", "baseUrl": url}))
+        gw = await gateway(registry_for(asking(url)))
         sent = b'{"model":"cloud/gpt-x","stream":true,"messages":[{"role":"user","content":"hi"}]}'
         resp = await gw.post(
             CHAT, data=sent, headers={"Content-Type": "application/json",
@@ -124,11 +176,25 @@ async def test_a_stream_of_announced_length_is_reframed_not_cut(gateway: Gateway
     """Taking bytes out changes the length: the gateway frames the client's reply itself."""
     async with cloud() as (fake, url):
         fake.sized = True
-        gw = await gateway(registry_for({"id": "cloud", "kind": "openai", "baseUrl": url}))
+        gw = await gateway(registry_for(asking(url)))
         resp = await gw.post(CHAT, json={"model": "cloud/gpt-x", "stream": True})
         assert "Content-Length" not in resp.headers
         assert await asyncio.wait_for(resp.read(), 10) == openai_stream(False)
         assert (await counted(gw))[("cloud", "", "completion")] == 3
+
+
+async def test_a_compressed_stream_is_not_rewritten(gateway: GatewayFactory) -> None:
+    """An upstream that compresses although asked not to: its bytes cannot be rewritten (nor
+    counted), so they pass as they came — a client sees the flag's additions, never a broken
+    stream."""
+    async with cloud() as (fake, url):
+        fake.gzip = fake.sized = True
+        gw = await gateway(registry_for(asking(url)))
+        resp = await gw.post(CHAT, json={"model": "cloud/gpt-x", "stream": True})
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert resp.headers["Content-Length"] == str(len(gzip.compress(openai_stream(True))))
+        assert await asyncio.wait_for(resp.read(), 10) == openai_stream(True)  # (decompressed)
+        assert await counted(gw) == {}
 
 
 async def test_a_client_that_asked_reads_the_cloud_untouched(gateway: GatewayFactory) -> None:
@@ -147,10 +213,11 @@ async def test_only_cloud_streams_are_asked_and_a_provider_can_say_no(
     async with cloud() as (fake, url):
         gw = await gateway(registry_for(
             {"id": "local", "baseUrl": url},  # llama-swap: its timings say the usage
-            {"id": "quiet", "kind": "openai", "baseUrl": url, "streamUsage": False},
-            {"id": "cloud", "kind": "openai", "baseUrl": url},
+            {"id": "quiet", "kind": "deepseek", "baseUrl": url, "streamUsage": False},
+            {"id": "other", "kind": "openai", "baseUrl": url},  # not OpenAI's own: not asked
+            {"id": "cloud", "kind": "deepseek", "baseUrl": url},
         ))  # fmt: skip
-        for model in ("local/x", "quiet/x"):
+        for model in ("local/x", "quiet/x", "other/x"):
             resp = await gw.post(CHAT, json={"model": model, "stream": True})
             assert await resp.read() == openai_stream(False)
             assert b"stream_options" not in fake.seen[-1][1]
@@ -168,30 +235,30 @@ async def test_an_error_reply_to_an_asked_stream_is_the_clients_unchanged(
 ) -> None:
     async with cloud() as (fake, url):
         fake.status = 400
-        gw = await gateway(registry_for({"id": "cloud", "kind": "openai", "baseUrl": url}))
+        gw = await gateway(registry_for(asking(url)))
         resp = await gw.post(CHAT, json={"model": "cloud/x", "stream": True})
         assert resp.status == 400
         assert await resp.read() == b'{"error":{"message":"bad","type":"invalid_request_error"}}'
         assert await counted(gw) == {}
 
 
-def test_registry_stream_usage_must_be_a_boolean() -> None:
-    from gateway.registry import RegistryError, parse_registry
-
+def test_registry_stream_usage_must_be_a_boolean_and_defaults_to_the_apis_known_to_take_it() -> (
+    None
+):
     spec = {"id": "c", "kind": "openai", "baseUrl": "https://x.example", "streamUsage": "no"}
     with pytest.raises(
         RegistryError, match=r"providers\[0\]\.streamUsage: Input should be a valid"
     ):
         parse_registry(registry_for(spec), "t", {})
-    assert (
-        parse_registry(registry_for({**spec, "streamUsage": False}), "t", {})
-        .providers["c"]
-        .stream_usage
-        is False
-    )
-    assert (
-        parse_registry(registry_for({**spec, "streamUsage": None}), "t", {})
-        .providers["c"]
-        .stream_usage
-        is True
-    )  # (the cloud default)
+    for kind, url, said, asks in (
+        ("openai", "https://x.example", False, False),
+        ("openai", "https://x.example", True, True),
+        ("openai", "https://x.example", None, False),  # an OpenAI-compatible cloud may refuse it
+        ("openai", "https://api.openai.com", None, True),
+        ("deepseek", "https://api.deepseek.com", None, True),
+        ("deepseek", "https://api.deepseek.com", False, False),
+        ("llama-swap", "http://box:8080", None, False),  # its timings say the usage
+    ):
+        entry = {"id": "c", "kind": kind, "baseUrl": url, "streamUsage": said}
+        provider = parse_registry(registry_for(entry), "t", {}).providers["c"]
+        assert provider.stream_usage is asks, (kind, url, said)
