@@ -257,7 +257,10 @@ class Exchange:
                 self._refused_body.append(data)
             return
         if self.keep_ends:  # (the upstream's own bytes)
-            self._keep(data)
+            if self.first is None:
+                self.first = self.last = data  # (a short reply: its only read)
+            else:
+                self._keep(data)
         if self.rewrite is not None:
             data = self.rewrite.feed(data)
         self.reply.write(data)
@@ -265,15 +268,14 @@ class Exchange:
             self.log.bytes += len(data)
 
     def _keep(self, data: bytes) -> None:
-        small = len(data) < KEEP
+        """A read after the first: the first KEEP_FIRST bytes grow (contiguous), the last two
+        pieces move on (small reads joined until KEEP)."""
         first = self.first
-        if first is None:
-            self.first = data
-        elif len(first) < KEEP_FIRST:  # (contiguous: the body's first bytes, and no more)
+        if first is not None and len(first) < KEEP_FIRST:
             self.first = first + data[: KEEP_FIRST - len(first)]
         last = self.last
-        if len(last) < KEEP and small:
-            self.last = last + data if last else data
+        if len(last) < KEEP and len(data) < KEEP:
+            self.last = last + data
         else:
             self.prev, self.last = last, data
 
