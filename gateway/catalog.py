@@ -148,11 +148,11 @@ class Catalog:
 
     async def refresh(self) -> None:
         await asyncio.gather(*(self._refresh_one(s) for s in self.states()))
-        if self.learned is not None:
-            await self.learned.flush(int(self._clock()))
         self.ready.set()
         for hook in self.on_refresh:
             await hook(self)
+        if self.learned is not None:
+            await self.learned.flush(int(self._clock()))  # (it never raises)
 
     async def _refresh_one(self, state: ProviderState) -> None:
         provider = state.provider

@@ -220,7 +220,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 async def _probe(settings: Settings, registry: Registry) -> Catalog:
     """The catalog after one refresh: every provider asked once, concurrently."""
     learned_at = settings.data_dir / LEARNED_DB  # (a gateway's data dir: what it learned)
-    learned = Learned(learned_at) if learned_at.exists() else None
+    learned = Learned(learned_at, write=False) if learned_at.exists() else None
     try:
         async with aiohttp.ClientSession() as session:
             catalog = Catalog(

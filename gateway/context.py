@@ -44,8 +44,11 @@ class Props(NamedTuple):
     capabilities: Capabilities | None = None
 
 
+MAX_COUNT = 2**31 - 1  # a window or slot count past this is not one (and SQLite keeps 64 bits)
+
+
 def _positive(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_COUNT:
         return value
     return None
 

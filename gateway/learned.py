@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import structlog
 
-from gateway.context import Capabilities
+from gateway.context import MAX_COUNT, Capabilities
 
 log = structlog.get_logger("gateway.learned")
 
@@ -32,29 +32,42 @@ Fact = tuple[int | None, Capabilities | None]  # context window, capabilities
 
 
 class Learned:
-    def __init__(self, path: Path) -> None:
+    """`write=False`: read the file if it is there, never change it (a CLI beside a running
+    gateway: the gateway's file is its own)."""
+
+    def __init__(self, path: Path, *, write: bool = True) -> None:
         self.path = path
         self.facts: dict[str, Fact] = {}  # composite id -> the last thing /props said
-        self._dirty: dict[str, Fact] = {}
-        self._lock = threading.Lock()
+        self._dirty: set[str] = set()  # ids whose fact is newer than the file's
+        self._lock = threading.Lock()  # the connection (used from worker threads)
+        self._flushing = asyncio.Lock()  # one flush at a time: a newer fact is never overwritten
         self._db: sqlite3.Connection | None = None
+        db = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS learned (id TEXT PRIMARY KEY, context INTEGER, "
-                "capabilities TEXT, learned_at INTEGER NOT NULL)"
-            )
+            if write:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA busy_timeout=5000")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS learned (id TEXT PRIMARY KEY, context INTEGER, "
+                    "capabilities TEXT, learned_at INTEGER NOT NULL)"
+                )
+            else:
+                db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             rows = db.execute(
                 "SELECT id, context, capabilities FROM learned ORDER BY learned_at DESC LIMIT ?",
                 (MAX_ROWS,),
             ).fetchall()
         except (sqlite3.Error, OSError) as exc:
             log.warning("learned_unreadable", path=str(path), error=str(exc))
+            if db is not None:
+                db.close()
             return
-        self._db = db
+        if write:
+            self._db = db
+        else:
+            db.close()
         for cid, n_ctx, caps in rows:
             fact = _fact(n_ctx, caps)
             if isinstance(cid, str) and fact is not None:
@@ -62,42 +75,51 @@ class Learned:
 
     def remember(self, cid: str, n_ctx: int | None, capabilities: Capabilities | None) -> None:
         """What `/props` said about `cid` now (kept with the next `flush` when it is news)."""
+        if n_ctx is not None and not 0 < n_ctx <= MAX_COUNT:
+            n_ctx = None  # not a window (and not a number SQLite can hold)
         known = self.facts.get(cid)
         fact = (
             n_ctx if n_ctx is not None else known[0] if known else None,
             capabilities if capabilities is not None else known[1] if known else None,
         )
         if fact != known and fact != (None, None):
-            self.facts[cid] = self._dirty[cid] = fact
+            self.facts[cid] = fact
+            self._dirty.add(cid)
 
     async def flush(self, now: int) -> None:
-        """Write what was learned since the last flush (`now`: unix time, for its rows)."""
-        dirty, self._dirty = self._dirty, {}
-        if dirty and self._db is not None:
+        """Write what was learned since the last flush (`now`: unix time, for its rows). A
+        failed write is tried again with the next flush; it never raises."""
+        async with self._flushing:
+            dirty, self._dirty = self._dirty, set()
+            if not dirty or self._db is None:
+                return
+            rows = [(cid, *self.facts[cid]) for cid in dirty]  # (the newest facts, now)
             try:
-                await asyncio.to_thread(self._write, dirty, now)
-            except sqlite3.Error as exc:
+                await asyncio.to_thread(self._write, rows, now)
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
                 log.warning("learned_write_failed", path=str(self.path), error=str(exc))
-                self._dirty = {**dirty, **self._dirty}  # again, with the next flush
+                self._dirty |= dirty  # again, with the next flush (as they are then)
 
-    def _write(self, dirty: dict[str, Fact], now: int) -> None:
-        rows = [
+    def _write(self, rows: list[tuple[str, int | None, Capabilities | None]], now: int) -> None:
+        encoded = [
             (cid, n_ctx, None if caps is None else orjson.dumps(caps.json()).decode(), now)
-            for cid, (n_ctx, caps) in dirty.items()
+            for cid, n_ctx, caps in rows
         ]
-        assert self._db is not None
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            if db is None:  # (closed meanwhile: the gateway is stopping)
+                return
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO learned VALUES (?, ?, ?, ?)", rows)
-                self._db.execute(
+                db.executemany("INSERT OR REPLACE INTO learned VALUES (?, ?, ?, ?)", encoded)
+                db.execute(
                     "DELETE FROM learned WHERE id NOT IN "
                     "(SELECT id FROM learned ORDER BY learned_at DESC LIMIT ?)", (MAX_ROWS,),
                 )  # fmt: skip
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -108,7 +130,7 @@ class Learned:
 
 def _fact(n_ctx: Any, caps: Any) -> Fact | None:
     """A row as a fact, or None when it does not read as one."""
-    window = n_ctx if type(n_ctx) is int and n_ctx > 0 else None
+    window = n_ctx if type(n_ctx) is int and 0 < n_ctx <= MAX_COUNT else None
     capabilities = None
     if isinstance(caps, str):
         try:

@@ -55,6 +55,7 @@ class Cloud:
         self.piece = piece
         self.sized = False
         self.gzip = False  # compress streams (whatever the request's Accept-Encoding said)
+        self.content_type = b"text/event-stream"
         self.seen: list[tuple[bytes, bytes]] = []
         self.status = 200
         self.writers: list[asyncio.StreamWriter] = []
@@ -91,8 +92,8 @@ class Cloud:
                     else (b"Transfer-Encoding: chunked")
                 )
                 coding = b"Content-Encoding: gzip\r\n" if self.gzip else b""
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%b%b\r\n\r\n"
-                             % (coding, framing))  # fmt: skip
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: %b\r\n%b%b\r\n\r\n"
+                             % (self.content_type, coding, framing))  # fmt: skip
                 for at in range(0, len(stream), self.piece):
                     piece = stream[at : at + self.piece]
                     writer.write(piece if self.sized else b"%x\r\n%b\r\n" % (len(piece), piece))

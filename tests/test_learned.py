@@ -57,6 +57,35 @@ async def test_a_row_that_is_not_a_fact_is_passed_over(
     learned.close()
 
 
+async def test_a_window_no_database_can_hold_is_not_a_fact_and_blocks_nothing(
+    tmp_path: Path,
+) -> None:
+    learned = Learned(tmp_path / DB_NAME)
+    learned.remember("a/huge", 2**63, None)  # (/props parsing refuses it first: see context)
+    learned.remember("a/vl", 8192, VISION)
+    await learned.flush(1)
+    learned.close()
+    again = Learned(tmp_path / DB_NAME)
+    assert again.facts == {"a/vl": (8192, VISION)}
+    again.close()
+
+
+async def test_a_reader_beside_a_running_gateway_never_writes(tmp_path: Path) -> None:
+    writer = Learned(tmp_path / DB_NAME)
+    writer.remember("a/vl", 8192, VISION)
+    await writer.flush(1)
+    before = (tmp_path / DB_NAME).read_bytes()
+    reader = Learned(tmp_path / DB_NAME, write=False)
+    assert reader.facts == {"a/vl": (8192, VISION)}
+    reader.remember("a/other", 4096, None)
+    await reader.flush(2)
+    assert (tmp_path / DB_NAME).read_bytes() == before
+    assert not Learned(tmp_path / "absent.sqlite3", write=False).facts
+    assert not (tmp_path / "absent.sqlite3").exists()
+    reader.close()
+    writer.close()
+
+
 async def test_a_file_that_is_not_a_database_is_reported_and_left_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

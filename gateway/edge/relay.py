@@ -213,7 +213,7 @@ class Exchange:
         sse = False
         for name, value in headers:
             if name.lower() == b"content-type":
-                sse = value.startswith(b"text/event-stream")
+                sse = value[:17].lower() == b"text/event-stream"
                 break
         self.sse = sse
         if self.rewrite is not None:  # a 200 SSE stream in plain bytes, or nothing to rewrite

@@ -13,11 +13,14 @@ object — the whole event, its `id:`/`event:` lines too; and a top-level `"usag
 (the line without it must parse to the same object less `usage`, or it is left as it came). An
 event spelled otherwise (its JSON over several `data:` lines) goes through as it came. Events
 end at a blank line (`\\n`, `\\r\\n` or `\\r` line ends); an event is held until its end arrives,
-at most EVENT_LIMIT bytes: past that the stream goes through untouched from there on.
+at most EVENT_LIMIT bytes: past that the stream goes through untouched from there on. (An event
+ending in a lone `\\r` waits for the next byte, which may be its `\\n`.) A reply cut short
+drops what is held: an event without its end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -29,8 +32,9 @@ ASK = b'"stream_options":{"include_usage":true},'
 EVENT_LIMIT = 1024 * 1024  # held while its end has not arrived; past it, no more rewriting
 # the end of an event: a line end, then an empty line (a lone \r is a line end when no \n follows)
 _EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
-# a `"usage": null` member: after a comma (or before one, when it comes first)
-_NULL = re.compile(rb'\s*,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
+# a `"usage": null` member: after a comma (or before one, when it comes first). Each branch
+# starts with a literal: a run of spaces is never rescanned from each of its positions
+_NULL = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
 
 
 def ask(body: Body, raw: bytes) -> bytes | None:
@@ -48,41 +52,35 @@ def ask(body: Body, raw: bytes) -> bytes | None:
 class Unasked:
     """Feeds a stream through, without what `ask` made the upstream add (see the module)."""
 
-    __slots__ = ("_held", "_off", "_size", "_tail")
+    __slots__ = ("_held", "_off")
 
     def __init__(self) -> None:
-        self._held: list[bytes] = []  # an event whose end has not arrived yet, in pieces
-        self._size = 0
-        self._tail = b""  # the held bytes' last 3: where an event's end may have begun
+        self._held = bytearray()  # an event whose end has not arrived yet (appends: amortised)
         self._off = False  # an event past EVENT_LIMIT: the rest goes through as it comes
 
     def feed(self, data: bytes) -> bytes:
         """What of `data` goes to the client now (whole events; the rest waits for its end)."""
         if self._off:
             return data
+        held = self._held
         # only the new bytes (and the last few held, where an end may have begun) are searched
-        tail = self._tail
+        tail = bytes(held[-3:])
         end = _last_end(tail + data)
         if end < 0:
-            self._held.append(data)
-            self._size += len(data)
-            self._tail = (tail + data)[-3:]
-            if self._size > EVENT_LIMIT:
+            held += data
+            if len(held) > EVENT_LIMIT:
                 self._off = True
                 return self.end()
             return b""
         end = max(end - len(tail), 0)  # (in `data`: an end may have begun in the held bytes)
-        events = b"".join([*self._held, data[:end]]) if self._held else data[:end]
-        rest = data[end:]
-        self._held, self._size, self._tail = (
-            ([rest], len(rest), rest[-3:]) if rest else ([], 0, b"")
-        )
+        events = bytes(held) + data[:end] if held else data[:end]
+        self._held = bytearray(data[end:])
         return _without_additions(events)
 
     def end(self) -> bytes:
         """The stream ended: what is still held (an event without its end) goes as it is."""
-        out = b"".join(self._held)
-        self._held, self._size, self._tail = [], 0, b""
+        out = bytes(self._held)
+        self._held = bytearray()
         return out
 
 
@@ -104,14 +102,20 @@ def _without_additions(events: bytes) -> bytes:
     for match in _EVENT_END.finditer(events):
         event = events[start : match.end()]
         start = match.end()
-        out.append(_event(event) if b'"usage"' in event else event)
+        if b'"usage"' in event:
+            with contextlib.suppress(RecursionError):  # (JSON nested past what == compares)
+                event = _event(event)
+        out.append(event)
     out.append(events[start:])
     return b"".join(out)
 
 
 def _event(event: bytes) -> bytes:
     lines = event.splitlines(keepends=True)
-    data = [i for i, line in enumerate(lines) if line.startswith(b"data:")]
+    data = [
+        i for i, line in enumerate(lines)
+        if line.startswith(b"data:") or line.rstrip(b"\r\n") == b"data"
+    ]  # fmt: skip
     if len(data) != 1:
         return event  # no data, or JSON over several lines: as it came
     line = lines[data[0]]

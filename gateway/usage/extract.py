@@ -36,10 +36,12 @@ HEAD = 4096  # of its first bytes: where an Anthropic stream's message_start is
 
 
 def tail_of(prev: bytes, last: bytes) -> bytes:
-    """A body's last bytes, kept as two pieces, as one (the last TAIL bytes of each)."""
+    """A body's last bytes, kept as two adjacent pieces, as one (at most 2 * TAIL bytes)."""
     if not prev:  # one piece (a short reply): no copy
         return last
-    return prev[-TAIL:] + last[-TAIL:]
+    if len(last) >= TAIL:  # the last piece is enough (prev[-TAIL:] would not touch it)
+        return last[-TAIL:]
+    return prev[-TAIL:] + last
 
 
 def extract(head: bytes, tail: bytes) -> Usage | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import tracemalloc
 
 import orjson
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.jsonbody import parse_body
 from gateway.registry import RegistryError, parse_registry
-from gateway.usage.asked import ASK, EVENT_LIMIT, Unasked, ask
+from gateway.usage.asked import _NULL, ASK, EVENT_LIMIT, Unasked, ask
 from tests.cloudfake import cloud, openai_stream
 from tests.conftest import Gateway, GatewayFactory, registry_for
 from tests.promtext import tokens
@@ -107,14 +108,32 @@ def test_an_endless_event_is_not_held() -> None:
     assert unasked.feed(b',"usage":null}\n\n') == b',"usage":null}\n\n'  # ...and from then on
 
 
-def test_held_bytes_are_not_copied_per_read() -> None:
-    """A long event in small reads is kept as its pieces and joined once (not per read)."""
+def test_what_is_held_costs_its_size_in_memory_whatever_the_read_sizes() -> None:
+    """An upstream writing 2 bytes at a time: held as one growing buffer, not as 500k objects."""
     unasked = Unasked()
-    piece = b"y" * 512
-    for _ in range(1000):
-        assert unasked.feed(piece) == b""
-    assert len(unasked._held) == 1000
-    assert unasked.feed(b"\n\n") == piece * 1000 + b"\n\n"
+    tracemalloc.start()
+    for _ in range(250_000):
+        assert unasked.feed(b"yy") == b""
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 3 * 500_000  # (a list of 2-byte pieces: ~35 bytes each, 17 MB)
+    assert unasked.feed(b"\n\n") == b"yy" * 250_000 + b"\n\n"
+
+
+def test_hostile_chunks_neither_raise_nor_stall() -> None:
+    """JSON nested past what Python compares, and a long run of spaces (the null-member
+    pattern starts with a literal, so no run is rescanned from each of its positions)."""
+    deep = b'data: {"usage":null,"x":' + b"[" * 1000 + b"]" * 1000 + b"}\n\n"
+    assert through(deep, []) in (deep, deep.replace(b'"usage":null,', b""))
+    spaces = b'data: {"usage":null,"x":"' + b" " * 50_000 + b'"}\n\n'
+    assert through(spaces, []) == spaces.replace(b'"usage":null,', b"")
+    assert all(branch[:1] in (b",", b'"') for branch in _NULL.pattern.split(b"|"))
+
+
+def test_a_bare_data_line_is_a_data_line() -> None:
+    """(`data` alone is a data field: with it, the event is not the flag's one-line chunk.)"""
+    stream = b'data\ndata: {"choices":[],"usage":{"prompt_tokens":1}}\n\n'
+    assert through(stream, []) == stream
 
 
 @settings(max_examples=300, deadline=None)
@@ -195,6 +214,15 @@ async def test_a_compressed_stream_is_not_rewritten(gateway: GatewayFactory) -> 
         assert resp.headers["Content-Length"] == str(len(gzip.compress(openai_stream(True))))
         assert await asyncio.wait_for(resp.read(), 10) == openai_stream(True)  # (decompressed)
         assert await counted(gw) == {}
+
+
+async def test_a_content_type_in_capitals_is_still_a_stream(gateway: GatewayFactory) -> None:
+    async with cloud() as (fake, url):
+        fake.content_type = b"Text/Event-Stream; charset=utf-8"
+        gw = await gateway(registry_for(asking(url)))
+        resp = await gw.post(CHAT, json={"model": "cloud/gpt-x", "stream": True})
+        assert await asyncio.wait_for(resp.read(), 10) == openai_stream(False)
+        assert (await counted(gw))[("cloud", "", "prompt")] == 21
 
 
 async def test_a_client_that_asked_reads_the_cloud_untouched(gateway: GatewayFactory) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.usage.extract import Usage, extract
+from gateway.usage.extract import TAIL, Usage, extract, tail_of
 
 LLAMA_JSON = (
     b'{"choices":[{"finish_reason":"stop","index":0,"message":{"role":"assistant","content":'
@@ -97,3 +97,10 @@ def test_spaces_around_the_colon_and_a_pretty_printed_reply() -> None:
 def test_a_short_anthropic_stream_whose_head_and_tail_are_the_same_bytes() -> None:
     whole = ANTHROPIC_START + b'event: content_block_delta\ndata: {"type":"x"}\n\n' + ANTHROPIC_END
     assert extract(whole, whole) == Usage(7, 3, None)
+
+
+def test_the_kept_ends_join_without_a_gap() -> None:
+    assert tail_of(b"", b"only") == b"only"
+    assert tail_of(b"abc", b"def") == b"abcdef"
+    big = b"x" * TAIL + b"end"
+    assert tail_of(b"prev", big) == big[-TAIL:]  # (prev would not touch what is kept of it)
