@@ -250,10 +250,10 @@ class Catalog:
                 self._capabilities[cid] = props.capabilities
             if self.learned is not None:
                 self.learned.remember(cid, props.n_ctx, props.capabilities)
-        before = self.learned.facts if self.learned is not None else {}
+        kept = self.learned.facts if self.learned is not None else {}  # (earlier runs' too)
         out = []
         for m in models:
-            window, capabilities = before.get(m.id, (None, None))
+            window, capabilities = kept.get(m.id, (None, None))
             out.append(replace(
                 m,
                 context_window=m.context_window or self._contexts.get(m.id) or window,
