@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any
-
-import orjson
 
 from gateway.jsonbody import Body
+from gateway.usage.extract import json_object
 
 ASK = b'"stream_options":{"include_usage":true},'
 EVENT_LIMIT = 1024 * 1024  # held while its end has not arrived; past it, no more rewriting
@@ -119,7 +117,7 @@ def _event(event: bytes) -> bytes:
     if len(data) != 1:
         return event  # no data, or JSON over several lines: as it came
     line = lines[data[0]]
-    obj = _object(line[5:])
+    obj = json_object(line[5:])
     if obj is None or "usage" not in obj:
         return event
     usage = obj["usage"]
@@ -129,15 +127,7 @@ def _event(event: bytes) -> bytes:
         less = {k: v for k, v in obj.items() if k != "usage"}
         for match in reversed(list(_NULL.finditer(line))):
             candidate = line[: match.start()] + line[match.end() :]
-            if _object(candidate[5:]) == less:  # the top-level member, and nothing else
+            if json_object(candidate[5:]) == less:  # the top-level member, and nothing else
                 lines[data[0]] = candidate
                 return b"".join(lines)
     return event
-
-
-def _object(value: bytes) -> dict[str, Any] | None:
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None

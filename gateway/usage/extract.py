@@ -118,7 +118,7 @@ def _object_at(data: bytes, start: int) -> dict[str, Any] | None:
     closed = 0  # the `}` passed over
     while close > 0 and closed < TRIES:
         if data.count(b"{", start, close) == closed + 1:
-            if (obj := _parse(data[start : close + 1])) is not None:
+            if (obj := json_object(data[start : close + 1])) is not None:
                 return obj
             break
         close = data.find(b"}", close + 1)
@@ -128,12 +128,13 @@ def _object_at(data: bytes, start: int) -> dict[str, Any] | None:
         close = data.find(b"}", close + 1)
         if close < 0:
             return None
-        if (obj := _parse(data[start : close + 1])) is not None:
+        if (obj := json_object(data[start : close + 1])) is not None:
             return obj
     return None
 
 
-def _parse(value: bytes) -> dict[str, Any] | None:
+def json_object(value: bytes) -> dict[str, Any] | None:
+    """`value` parsed, when it is a JSON object (None: anything else, or not JSON)."""
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:
