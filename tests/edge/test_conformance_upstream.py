@@ -25,6 +25,7 @@ from tests.edge.wire import (
     echo,
     json_reply,
     ok,
+    post,
     responses,
 )
 
@@ -296,3 +297,56 @@ async def test_a_reused_connection_closed_long_after_the_request_is_not_resent(
     (reply,) = responses(await ask(gw, "two"), ["POST"])
     assert reply.status == 502
     assert [s.header("x-request-id") for s in up.inference()] == ["one", "two"]
+
+
+def _usage_stream(rid: str, asked: bool) -> bytes:
+    """An OpenAI-style stream naming request `rid`; with the usage flag's additions if asked."""
+    null = b',"usage":null' if asked else b""
+    out = b'data: {"choices":[{"delta":{"content":"%b"}}]%b}\n\n' % (rid.encode(), null)
+    if asked:
+        out += b'data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}}\n\n'
+    return out + b"data: [DONE]\n\n"
+
+
+async def test_a_rewritten_stream_is_framed_strictly_and_stays_its_clients(
+    raw_upstream: RawFactory, gateway: GatewayFactory
+) -> None:
+    """A cloud stream the gateway asked usage of (it takes the usage back out): the upstream
+    answers with a Content-Length, in pieces, with an unasked response glued on; two clients at
+    once on the pooled connections each get their own stream, re-framed, h11-strict, exactly the
+    bytes they would have got without the flag."""
+
+    def respond(seen: Seen) -> Sequence[Step]:
+        if seen.method != "POST":
+            return ok(seen)
+        rid = seen.header("x-request-id") or "-"
+        asked = b'"include_usage":true' in seen.body
+        body = _usage_stream(rid, asked)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n"
+        glued = json_reply(b'{"rid": "glued"}') if rid == "first" else b""
+        return [head % len(body) + body[:9], 0.002, body[9:40], body[40:] + glued]
+
+    up = await raw_upstream(respond)
+    gw = await gateway(registry_for(
+        {"id": "a", "kind": "openai", "baseUrl": up.url, "streamUsage": True}
+    ))  # fmt: skip
+
+    async def stream(marker: str) -> bytes:
+        client = await Client.open(gw.port)
+        try:
+            body = b'{"model":"a/m","stream":true}'
+            extra = b"X-Request-Id: %b\r\nAccept-Encoding: gzip\r\nConnection: close\r\n"
+            await client.send(post(body, extra=extra % marker.encode()))
+            return await client.read_all()
+        finally:
+            await client.close()
+
+    for markers in (("first",), ("two-1", "two-2"), ("three",)):
+        raws = await asyncio.gather(*(stream(m) for m in markers))
+        for marker, raw in zip(markers, raws, strict=True):
+            (reply,) = responses(raw, ["POST"])
+            assert reply.status == 200 and "content-length" not in reply.headers
+            assert reply.body == _usage_stream(marker, asked=False)
+    for seen in up.inference():
+        assert b'"stream_options":{"include_usage":true}' in seen.body
+        assert seen.header("accept-encoding") == "identity"
