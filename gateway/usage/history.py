@@ -64,6 +64,7 @@ class UsageHistory:
         self._flushing: dict[Key, Sums] = {}  # being written (read under the lock)
         self._totals: dict[tuple[str, str], Sums] = {}  # flushed since start: (provider, model)
         self._lock = threading.Lock()  # the connection (used from worker threads)
+        self._turn = asyncio.Lock()  # a flush and a query, one after the other
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
@@ -112,20 +113,21 @@ class UsageHistory:
 
     async def flush(self) -> None:
         """Add what was recorded since the last flush to the file (and apply the retention)."""
-        pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        for (_, provider, model, _), sums in pending.items():  # (a counter never goes back)
-            self._totals.setdefault((provider, model), Sums()).add(sums)
-        self._flushing = pending
-        try:
-            await asyncio.to_thread(self._flush, pending)
-        except Exception:  # not written: kept for the next flush (already in the totals)
-            for k, s in pending.items():
-                self._pending.setdefault(k, Sums()).add(s)
-                self._totals[(k[1], k[2])].add(_negative(s))
-            self._flushing = {}
-            raise
+        async with self._turn:
+            pending, self._pending = self._pending, {}
+            if not pending:
+                return
+            for (_, provider, model, _), sums in pending.items():  # (a counter never goes back)
+                self._totals.setdefault((provider, model), Sums()).add(sums)
+            self._flushing = pending
+            try:
+                await asyncio.to_thread(self._flush, pending)
+            except Exception:  # not written: kept for the next flush (already in the totals)
+                for k, s in pending.items():
+                    self._pending.setdefault(k, Sums()).add(s)
+                    self._totals[(k[1], k[2])].add(_negative(s))
+                self._flushing = {}
+                raise
 
     def totals(self) -> dict[tuple[str, str], Sums]:
         """Since start-up, per (provider, model): what was flushed and what is pending."""
@@ -167,8 +169,10 @@ class UsageHistory:
         """Sums per group over [since, until) (whole hours), flushed and pending alike."""
         wanted = tuple(group_by)
         since_hour, until_hour = int(since // 3600), int(-(-until // 3600))
-        rows = await asyncio.to_thread(self._rows, since_hour, until_hour)
-        rows += [(k, s) for k, s in list(self._pending.items()) if since_hour <= k[0] < until_hour]
+        async with self._turn:  # (a flush between reading the file and the pending sums would
+            # leave its batch in neither)
+            rows = await asyncio.to_thread(self._rows, since_hour, until_hour)
+            rows += [(k, s) for k, s in self._pending.items() if since_hour <= k[0] < until_hour]
         groups: dict[tuple[object, ...], Sums] = {}
         for (hour, provider, model, key), sums in rows:
             fields = {"provider": provider, "model": model, "key": key,

@@ -4,9 +4,11 @@ kind from its last bytes, streamed or not, asked for or not; the client's bytes 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 
+from gateway.routes.inference import USAGE_HISTORY
 from tests.conftest import GatewayFactory, UpstreamFactory, catalog_of, registry_for
 from tests.promtext import tokens
 
@@ -76,7 +78,7 @@ async def test_failed_replies_count_nothing(
 
 
 async def test_usage_api_sums_per_key_label_and_never_shows_a_key(
-    upstream: UpstreamFactory, gateway: GatewayFactory
+    upstream: UpstreamFactory, gateway: GatewayFactory, tmp_path: Path
 ) -> None:
     a = await upstream("a", models=["m"], timings=(10, 0, 4))
     gw = await gateway(
@@ -97,6 +99,10 @@ async def test_usage_api_sums_per_key_label_and_never_shows_a_key(
         ("alice", "a", "m", 2, 20, 8), ("key2", "a", "m", 1, 10, 4)
     ]  # fmt: skip
     assert "sk-" not in str(body)
+    await gw.app[USAGE_HISTORY].flush()
+    assert (
+        b"sk-" not in (tmp_path / "data" / "usage.sqlite3").read_bytes()
+    )  # labels only, in the file
     for bad in ("group_by=secret", "since=yesterday", "group_by=key,key", "since=1h&until=2h"):
         resp = await gw.get(f"/api/usage?{bad}", headers=auth)
         error = (await resp.json())["error"]

@@ -87,6 +87,8 @@ def test_a_reply_the_client_sees_in_pieces_reads_the_same() -> None:
     for cut in range(0, len(LLAMA_SSE_USAGE), 7):
         found = extract(b"", LLAMA_SSE_USAGE[cut:])
         assert found in (None, Usage(130, 8, 116), Usage(130, 8, None))
+        if cut == 0 or LLAMA_SSE_USAGE[cut:].startswith(b"data: "):  # whole events: all of it
+            assert found == Usage(130, 8, 116), cut
 
 
 def test_spaces_around_the_colon_and_a_pretty_printed_reply() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from gateway.usage.extract import Usage
-from gateway.usage.history import UsageHistory
+from gateway.usage.history import Sums, UsageHistory
 
 HOUR = 3600.0
 
@@ -72,7 +74,32 @@ async def test_rows_past_the_retention_are_deleted(tmp_path: Path) -> None:
     rows = await history.query(clock.now - 10 * 86400, clock.now, ["provider"])
     assert rows[0]["promptTokens"] == 5
     history.close()
-    assert b"sk-" not in (tmp_path / "usage.sqlite3").read_bytes()
+
+
+async def test_a_flush_during_a_query_loses_nothing_from_it(tmp_path: Path) -> None:
+    """The file is read in a worker thread; a flush meanwhile must not leave its batch in
+    neither the rows read nor the pending sums."""
+    clock = Clock()
+    history = UsageHistory(tmp_path / "usage.sqlite3", retention_days=90, clock=clock)
+    history.record("a", "m", "", Usage(7, 1, None), 1.0)
+    read = history._rows
+
+    def slow_read(since: int, until: int) -> list[tuple[tuple[int, str, str, str], Sums]]:
+        rows = read(since, until)
+        time.sleep(0.2)  # (the flush below runs after the file was read, before pending is)
+        return rows
+
+    history._rows = slow_read  # type: ignore[method-assign,assignment]
+
+    async def flush_soon() -> None:
+        await asyncio.sleep(0.05)
+        await history.flush()
+
+    rows, _ = await asyncio.gather(
+        history.query(clock.now - HOUR, clock.now + HOUR, ["provider"]), flush_soon()
+    )
+    assert [r["promptTokens"] for r in rows] == [7]
+    history.close()
 
 
 async def test_totals_since_start_never_go_back_across_flushes(tmp_path: Path) -> None:
