@@ -211,10 +211,21 @@ async def test_sticky_conversations_stay_on_their_machine(
         ask(gw, "any/m", messages=turn2), ask(gw, "any/m", messages=other), busy
     )
     assert [served_by(r[2]) for r in results] == ["a", "b", "a"]  # turn 2 followed turn 1
-    # the client's own session header names the conversation when it sends one
-    for machine in ("a", "b"):
-        _, _, body = await ask(gw, "any/m", prompt="p", headers={"x-session-affinity": machine})
-    assert served_by(body) in ("a", "b")
+    # the client's own session header names the conversation when it sends one: first sent
+    # while a is busy (it lands on b), then with other content while both are free (a tie would
+    # pick a): it stays on b
+    a.first_byte_delay, a.arrived = 0.5, asyncio.Event()
+    busy = asyncio.ensure_future(ask(gw, "any/m", prompt="busy"))
+    await asyncio.wait_for(a.arrived.wait(), 5)
+    a.first_byte_delay = 0
+    session = {"x-session-affinity": "s-2"}
+    _, _, body = await ask(gw, "any/m", prompt="first", headers=session)
+    assert served_by(body) == "b"
+    await busy
+    _, _, body = await ask(gw, "any/m", prompt="something else entirely", headers=session)
+    assert served_by(body) == "b"
+    _, _, body = await ask(gw, "any/m", prompt="something else entirely")
+    assert served_by(body) == "a"  # (no session: the tie's machine)
 
 
 async def test_named_pool_members_then_its_fallback_only_when_they_cannot(
