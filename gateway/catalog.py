@@ -114,7 +114,7 @@ class Catalog:
         self._clock = clock
         self._states: dict[str, ProviderState] = {}
         self._states_of: Mapping[str, Provider] | None = None  # the registry _states_list is for
-        self._states_list: list[ProviderState] = []
+        self._states_list: tuple[ProviderState, ...] = ()
         self._contexts: dict[str, int] = {}  # composite id -> context window
         self._propped: set[str] = set()  # composite ids whose /props answered
         self._capabilities: dict[str, Capabilities] = {}  # composite id -> what /props said
@@ -132,19 +132,19 @@ class Catalog:
         state = self._states.get(provider_id)
         return state is not None and wire in state.wires
 
-    def states(self) -> list[ProviderState]:
+    def states(self) -> tuple[ProviderState, ...]:
         """Provider states in registry order (providers no longer registered are dropped)."""
         providers = self._registry.current.providers
         if providers is self._states_of:  # the same registry: the same states (pools ask often)
-            return list(self._states_list)
+            return self._states_list  # (a tuple: shared, never copied)
         out = []
         for pid, provider in providers.items():
             state = self._states.get(pid)
             if state is None or state.provider != provider:
                 state = self._states[pid] = ProviderState(provider)
             out.append(state)
-        self._states_of, self._states_list = providers, out
-        return list(out)
+        self._states_of, self._states_list = providers, tuple(out)
+        return self._states_list
 
     async def refresh(self) -> None:
         await asyncio.gather(*(self._refresh_one(s) for s in self.states()))
