@@ -52,7 +52,15 @@ def test_sdk_messages_land_on_their_machine_with_usage(
         messages=[{"role": "user", "content": "Say hello again."}],
     ) as stream:
         streamed = "".join(stream.text_stream)
-        final = stream.get_final_message()
+        try:
+            final = stream.get_final_message()
+        except AssertionError:  # the SDK saw no message_start (CI once): what the machine said
+            server = next(s for s in real_fleet.servers if s.name == target)
+            log = server.log_path
+            log_tail = log.read_text(errors="replace")[-3000:] if log else "(no log)"
+            raise AssertionError(
+                f"no message in the stream (text {streamed!r}); {target}'s log ends:\n{log_tail}"
+            ) from None
     assert streamed.strip()
     assert final.usage.output_tokens >= 1
     after = _counts(real_fleet)
