@@ -186,13 +186,13 @@ async def landing(args: argparse.Namespace, tmp: Path, pooled: bool) -> tuple[La
 
 def routing_cost(machines: int, rounds: int = 20_000) -> float:
     """µs per request: candidates + choose + the conversation key and its sticky look-up."""
-    from gateway.catalog import Catalog, ModelEntry
-    from gateway.lanes import Lanes
+    from gateway.fleet.catalog import Catalog, ModelEntry
+    from gateway.fleet.registry import RegistryBox, parse_registry
+    from gateway.fleet.resolver import pool_of
     from gateway.pools.choose import choose
+    from gateway.pools.lanes import Lanes
     from gateway.pools.members import Pools
     from gateway.pools.sticky import conversation_key
-    from gateway.registry import RegistryBox, parse_registry
-    from gateway.resolver import pool_of
 
     registry = parse_registry(
         {"providers": [{"id": f"m{i}", "baseUrl": f"http://10.0.0.{i}:8080"}

@@ -9,12 +9,12 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from gateway import server
-from gateway.app import create_app
-from gateway.catalog import Catalog
-from gateway.config import Settings
-from gateway.registry import parse_registry
-from gateway.routes.models import CATALOG
+from gateway.cli import server
+from gateway.control.app import create_app
+from gateway.control.state import CATALOG
+from gateway.core.config import Settings
+from gateway.fleet.catalog import Catalog
+from gateway.fleet.registry import parse_registry
 from tests.fakes import FakeUpstream
 
 UpstreamFactory = Callable[..., Awaitable[FakeUpstream]]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.launcher import free_port
+from gateway.cli.launcher import free_port
 
 
 @dataclass

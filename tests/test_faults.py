@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.app import POOL
+from gateway.control.state import POOL
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.edge.test_relay import sse_payloads
 from tests.fakes import GarbageUpstream

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway import modelref
-from gateway.catalog import ProviderState
-from gateway.registry import Registry
+from gateway.fleet import modelref
+from gateway.fleet.catalog import ProviderState
+from gateway.fleet.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,14 +8,14 @@ the model; on the Anthropic Messages routes, only machines that serve them.
 
 from __future__ import annotations
 
-from gateway import modelref
-from gateway.catalog import Catalog
-from gateway.lanes import Lanes
+from gateway.fleet import modelref
+from gateway.fleet.catalog import Catalog
+from gateway.fleet.registry import Provider, Registry
+from gateway.fleet.resolver import PoolRef
 from gateway.pools.breaker import Breakers
 from gateway.pools.choose import Candidate
+from gateway.pools.lanes import Lanes
 from gateway.pools.sticky import Sticky
-from gateway.registry import Provider, Registry
-from gateway.resolver import PoolRef
 
 CLOUD_SLOTS = 64  # a cloud runs many requests at once: it is never "busy" to the chooser
 

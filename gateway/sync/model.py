@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.catalog import ProviderState
-from gateway.context import Capabilities
+from gateway.fleet.catalog import ProviderState
+from gateway.fleet.context import Capabilities
+from gateway.fleet.pool_spec import POOL_PREFIX
 from gateway.pools.listing import Listed
-from gateway.pools.spec import POOL_PREFIX
 
 PROVIDER_KEY = "boocode-local"
 MAX_OUTPUT = 8192

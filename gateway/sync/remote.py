@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.context import Capabilities
+from gateway.fleet.context import Capabilities
 from gateway.sync.files import SyncError
 from gateway.sync.model import Fleet, SyncModel, pool_model
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import structlog
 
-from gateway.catalog import Catalog
-from gateway.config import Settings
-from gateway.keys import first_secret
+from gateway.access.keys import first_secret
+from gateway.core.config import Settings
+from gateway.fleet.catalog import Catalog
 from gateway.pools.listing import listed_pools
 from gateway.sync import opencode, pi
 from gateway.sync.files import SyncError, diff, read_config, render, write_atomic

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import re
 
-from gateway.jsonbody import Body
+from gateway.core.jsonbody import Body
 from gateway.usage.extract import json_object
 
 ASK = b'"stream_options":{"include_usage":true},'

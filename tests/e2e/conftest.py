@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.launcher import Fleet, LauncherError, model_path, registry_for_fleet, start_fleet
+from gateway.cli.launcher import Fleet, LauncherError, model_path, registry_for_fleet, start_fleet
 from tests.gwproc import running_gateway
 
 ALIAS = "smollm2"
@@ -19,7 +19,7 @@ ALIAS = "smollm2"
 def _require_real_parts() -> None:
     try:
         model_path()
-        from gateway.launcher import llama_server
+        from gateway.cli.launcher import llama_server
 
         llama_server()
     except LauncherError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.launcher import Fleet
+from gateway.cli.launcher import Fleet
 from tests.e2e.conftest import ALIAS, RealGateway, agent_bin
 from tests.promtext import tokens
 

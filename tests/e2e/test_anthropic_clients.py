@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from anthropic import Anthropic
 
-from gateway.launcher import Fleet, registry_for_fleet, start_fleet
+from gateway.cli.launcher import Fleet, registry_for_fleet, start_fleet
 from tests.e2e.conftest import ALIAS, _require_real_parts, agent_bin
 from tests.gwproc import running_gateway
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from gateway.launcher import pid_alive
+from gateway.cli.launcher import pid_alive
 from tests.e2e.conftest import _require_real_parts
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import launcher
+from gateway.cli import launcher
 from tests.e2e.conftest import _require_real_parts
 
 pytestmark = [

@@ -20,7 +20,7 @@ import aiohttp
 import openai
 import pytest
 
-from gateway.launcher import Fleet, registry_for_fleet, start_fleet
+from gateway.cli.launcher import Fleet, registry_for_fleet, start_fleet
 from tests.e2e.conftest import ALIAS, _require_real_parts
 from tests.gwproc import running_gateway
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.launcher import Fleet, start_server
+from gateway.cli.launcher import Fleet, start_server
 from tests.e2e.conftest import ALIAS, _require_real_parts
 from tests.gwproc import running_gateway
 

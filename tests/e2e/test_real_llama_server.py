@@ -12,7 +12,7 @@ from openai import OpenAI
 from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionMessageParam
 
-from gateway.launcher import Fleet
+from gateway.cli.launcher import Fleet
 from tests.e2e.conftest import ALIAS
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from openai import OpenAI
 
-from gateway.launcher import Fleet
+from gateway.cli.launcher import Fleet
 from tests.e2e.conftest import ALIAS
 from tests.promtext import tokens
 

@@ -31,10 +31,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import server
-from gateway.app import create_app
-from gateway.config import Settings
-from gateway.registry import parse_registry
+from gateway.cli import server
+from gateway.control.app import create_app
+from gateway.core.config import Settings
+from gateway.fleet.registry import parse_registry
 from tests.edge.wire import Client, RawUpstream, Seen, Step, echo, json_reply
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.launcher import free_port
+from gateway.cli.launcher import free_port
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.fakes import FakeUpstream
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 import trustme
 
-from gateway.app import POOL
+from gateway.control.state import POOL
 from gateway.edge.upstream import Connection, Pool, target
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.edge.test_relay import sse_payloads

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.context import Capabilities
+from gateway.fleet.context import Capabilities
 from gateway.sync.files import SyncError
 from gateway.sync.model import Fleet, SyncModel
 from gateway.sync.run import sync_file

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.launcher import free_port
+from gateway.cli.launcher import free_port
 from gateway.sync.remote import fleet_from_api
 from tests.conftest import GatewayFactory, UpstreamFactory, catalog_of, registry_for
 from tests.gwproc import run_cli

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.jsonbody import parse_body
-from gateway.registry import RegistryError, parse_registry
+from gateway.core.jsonbody import parse_body
+from gateway.fleet.registry import RegistryError, parse_registry
 from gateway.usage.asked import _NULL, ASK, EVENT_LIMIT, Unasked, ask
 from tests.cloudfake import cloud, openai_stream
 from tests.conftest import Gateway, GatewayFactory, registry_for

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.routes.inference import USAGE_HISTORY
+from gateway.control.state import USAGE_HISTORY
 from tests.conftest import GatewayFactory, UpstreamFactory, catalog_of, registry_for
 from tests.promtext import tokens
 

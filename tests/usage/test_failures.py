@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway import app as gwapp
-from gateway.config import Settings
-from gateway.routes import inference
+from gateway.control import app as gwapp
+from gateway.control import state
+from gateway.core.config import Settings
 from gateway.usage import history as history_mod
 from gateway.usage.extract import Usage, extract
 from gateway.usage.history import UsageHistory
@@ -109,14 +109,13 @@ async def test_a_failed_flush_does_not_stop_the_flusher(
 
 async def _start_history_ctx(tmp_path: Path):  # type: ignore[no-untyped-def]
     app = web.Application()
-    app[gwapp.SETTINGS] = Settings.model_validate({"data_dir": tmp_path})
-    from gateway import middleware
-    from gateway.metrics import Metrics
+    app[state.SETTINGS] = Settings.model_validate({"data_dir": tmp_path})
+    from gateway.control.metrics import Metrics
 
-    app[middleware.METRICS] = Metrics()  # (the working tree's app.py reads it)
+    app[state.METRICS] = Metrics()  # (the working tree's app.py reads it)
     ctx = gwapp._usage_history(app)
     await ctx.__anext__()
-    return ctx, app[inference.USAGE_HISTORY]
+    return ctx, app[state.USAGE_HISTORY]
 
 
 async def test_shutdown_after_a_failed_flush_still_saves_and_closes(

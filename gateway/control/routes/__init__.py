@@ -1,0 +1,1 @@
+"""The control plane's handlers, thin; the route table is data in `gateway.control.app`."""

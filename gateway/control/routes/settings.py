@@ -1,0 +1,50 @@
+"""GET/PATCH /api/settings: user settings shared by every client; `favorite_models` is special."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.control.state import REGISTRY, SETTINGS_STORE
+from gateway.core.errors import GatewayError
+from gateway.fleet import favorites
+from gateway.store.settings import SettingsLimit
+
+_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+DEFAULTS: dict[str, Any] = {"favorite_models": []}
+
+
+def _render(values: dict[str, Any]) -> web.Response:
+    return web.Response(body=orjson.dumps({**DEFAULTS, **values}), content_type="application/json")
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    return _render(await request.app[SETTINGS_STORE].read())
+
+
+async def patch_settings(request: web.Request) -> web.Response:
+    try:
+        body = orjson.loads(await request.read())  # the front checked size and time
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict) or not body:
+        raise GatewayError(400, "invalid_body", "send a JSON object of settings to change")
+    bad_keys = [k for k in body if not _KEY.fullmatch(k)]
+    if bad_keys:
+        raise GatewayError(
+            400,
+            "invalid_settings",
+            "setting names are lowercase [a-z][a-z0-9_]*, up to 64 characters: "
+            + ", ".join(repr(k[:64]) for k in bad_keys),
+        )
+    if "favorite_models" in body:
+        body["favorite_models"] = favorites.normalize(
+            body["favorite_models"], request.app[REGISTRY].current
+        )
+    try:
+        return _render(await request.app[SETTINGS_STORE].update(body))
+    except SettingsLimit as exc:
+        raise GatewayError(400, "invalid_settings", str(exc)) from None

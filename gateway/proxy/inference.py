@@ -1,0 +1,329 @@
+"""POST /v1/* inference routes, served on the front: parse the body once, resolve the model once,
+relay bytes. Also the one log line and the metrics of each inference request.
+
+The OpenAI routes and the Anthropic Messages routes (`/v1/messages`, `/v1/messages/count_tokens`)
+take the same path; only the upstream URL, the key headers and the error envelope differ."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from aiohttp import web
+
+from gateway.access.keys import label_of
+from gateway.control.metrics import Metrics
+from gateway.control.state import (
+    GATEWAY_CHECKS_KEYS,
+    GATEWAY_KEYS,
+    LANES,
+    POOLS,
+    REGISTRY,
+    TIMING,
+    USAGE_HISTORY,
+)
+from gateway.core.jsonbody import Body, parse_body
+from gateway.core.logging import log_request
+from gateway.edge.errors import GatewayError
+from gateway.edge.headers import DROP_REQUEST, IDENTITY, PROVIDER_HEADER, header_lines
+from gateway.edge.message import Incoming
+from gateway.edge.relay import (
+    Exchange,
+    Failover,
+    Streams,
+    Timing,
+    relay,
+)
+from gateway.edge.reply import Reply
+from gateway.edge.reqlog import RequestLog, request_id
+from gateway.edge.upstream import Pool, target
+from gateway.fleet.registry import Registry
+from gateway.fleet.resolver import ANTHROPIC_PATHS, PoolRef, Route, pool_of, resolve
+from gateway.pools.choose import choose
+from gateway.pools.sticky import HEADERS as STICKY_HEADERS
+from gateway.pools.sticky import conversation_key
+from gateway.usage.asked import Unasked, ask
+from gateway.usage.extract import extract, tail_of
+
+INFERENCE_PATHS = (
+    frozenset(
+        {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/responses"}
+    )
+    | ANTHROPIC_PATHS
+)
+ASKS_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})  # stream_options routes
+log = structlog.get_logger("gateway.request")
+
+
+class Inference:
+    """Everything an inference request needs, taken from the app once."""
+
+    def __init__(
+        self, app: web.Application, pool: Pool, metrics: Metrics, streams: Streams
+    ) -> None:
+        self.registry = app[REGISTRY]
+        self.lanes = app[LANES]
+        self.timing = app[TIMING]
+        self.checks_keys = app[GATEWAY_CHECKS_KEYS]
+        self.pool = pool
+        self.metrics = metrics
+        self.streams = streams
+        self.pools = app[POOLS]
+        self.history = app[USAGE_HISTORY]
+        self.keys = app[GATEWAY_KEYS]
+
+    async def serve(self, request: Incoming, reply: Reply) -> None:
+        record = RequestLog(
+            request_id(_text(request.header(b"x-request-id"))),
+            request.method.decode("latin-1"),
+            request.path,
+        )
+        try:
+            try:
+                await self._serve(request, reply, record)
+            except asyncio.CancelledError:
+                record.disconnected = True  # the client hung up
+                raise
+            except GatewayError:
+                raise
+            except Exception:
+                log.exception("unhandled_error", request_id=record.request_id, path=request.path)
+                message = f"internal error (request {record.request_id})"
+                raise GatewayError(500, "internal_error", message) from None
+        except GatewayError as err:
+            record.error = err.code
+            record.status = err.status
+            if not reply.started:
+                reply.error(err, b"X-Request-Id: %b\r\n" % record.request_id.encode())
+            elif not reply.finished and reply.framing.appendable:
+                # keep-alive comments started a stream before any machine answered (a pool's
+                # members all failed, or the last one's queue was full): it ends with the error
+                reply.write(err.sse_event(reply.envelope))
+                reply.end()
+        finally:
+            duration_s = record.finish()
+            log_request(record.fields())
+            self.metrics.observe(record, request.path, duration_s)
+
+    async def _serve(self, request: Incoming, reply: Reply, record: RequestLog) -> None:
+        if request.method != b"POST":
+            raise GatewayError(
+                405, "method_not_allowed", f"{request.path} accepts POST only",
+                headers={"Allow": "POST"},
+            )  # fmt: skip
+        parsed = parse_body(request.body)  # keys: checked on the head
+        record.model = parsed.model[:200]
+        if self.keys:  # whose request it is, for usage (the front already checked the key)
+            record.key = label_of(
+                self.keys, request.header(b"authorization"), request.header(b"x-api-key")
+            )
+        registry = self.registry.current
+        pool = pool_of(registry, parsed.model)
+        if pool is None:
+            route = self._route(registry, request, parsed.model)
+            await self._send(request, reply, record, parsed, route)
+        else:
+            await self._serve_pool(request, reply, record, parsed, registry, pool)
+
+    async def _serve_pool(
+        self, request: Incoming, reply: Reply, record: RequestLog, parsed: Body,
+        registry: Registry, pool: PoolRef,
+    ) -> None:  # fmt: skip
+        """Try the pool's members in the order `choose` gives; the next one only when the last
+        failed before a byte of its reply reached the client."""
+        pools = self.pools
+        record.pool = pool.id
+        if not pools.catalog.ready.is_set():
+            await pools.catalog.wait_ready()  # just started: the fleet is being asked (bounded)
+        candidates = pools.candidates(registry, pool, anthropic=request.path in ANTHROPIC_PATHS)
+        if not candidates:
+            raise GatewayError(
+                503, "pool_unavailable",
+                f"no machine in pool {pool.id!r} can answer now (none online lists the model"
+                f"{' or serves /v1/messages' if request.path in ANTHROPIC_PATHS else ''})",
+                param="model",
+                headers={"Retry-After": "10", **_pool_header(pool)},
+            )  # fmt: skip
+        key = conversation_key(
+            parsed.payload, request.header(STICKY_HEADERS[0]) or request.header(STICKY_HEADERS[1])
+        )
+        order = choose(candidates, pools.sticky.get(pool.id, key) if key is not None else None)
+        pool_line = b"".join(
+            b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in _pool_header(pool).items()
+        )
+        down: set[str] = set()  # machines that failed at the connection: not asked again
+        answered_5xx: list[str] = []  # machines whose 5xx may be the request's fault: see below
+        status: int | None = None
+        error = GatewayError(502, "upstream_error", f"no machine in pool {pool.id!r} answered")
+        try:
+            for i, (candidate, reason) in enumerate(order):
+                if candidate.provider in down:
+                    continue
+                if self.streams.shutting_down:
+                    raise GatewayError(503, "gateway_shutdown", "the gateway is shutting down")
+                retryable = any(c.provider not in down for c, _ in order[i + 1 :])
+                self.metrics.pool_choice(pool.id, reason)
+                route = self._route(registry, request, candidate.member)
+                try:
+                    status = await self._send(
+                        request, reply, record, parsed, route, retryable=retryable, pooled=True,
+                        pool_line=pool_line,
+                    )  # fmt: skip
+                except Failover as failover:
+                    record.failovers += 1
+                    self.metrics.pool_failover(pool.id, candidate.provider)
+                    if failover.status is None:
+                        down.add(candidate.provider)
+                    else:
+                        answered_5xx.append(candidate.provider)
+                        status = failover.status
+                    log.info(
+                        "pool_failover", request_id=record.request_id, pool=pool.id,
+                        provider=candidate.provider, error=failover.error.code,
+                        status=failover.status,
+                    )  # fmt: skip
+                    error = failover.error
+                    continue
+                except GatewayError as err:
+                    if err.status == 429 and retryable:
+                        log.info("pool_member_busy", request_id=record.request_id,
+                                 pool=pool.id, provider=candidate.provider)  # fmt: skip
+                        error = err
+                        continue  # that machine's queue is full: the next member
+                    raise
+                if status is not None and status >= 500:
+                    answered_5xx.append(candidate.provider)
+                elif status is not None and status < 400 and key is not None:
+                    pools.sticky.served(pool.id, key, candidate.provider)
+                return
+            raise error  # every member failed (the last one's error)
+        finally:
+            # A 5xx says the machine failed only when another machine answered the same
+            # request: when every machine that answered said 5xx, the request is the suspect.
+            for provider in answered_5xx:
+                if status is not None and status < 500:
+                    pools.breakers.failed(provider)
+                else:
+                    pools.breakers.abandoned(provider)
+
+    def _route(self, registry: Registry, request: Incoming, model: str) -> Route:
+        return resolve(
+            registry,
+            model,
+            path=request.path,
+            client_authorization=_text(request.header(b"authorization")),
+            client_api_key=_text(request.header(b"x-api-key")),
+            gateway_checks_keys=self.checks_keys,
+        )
+
+    async def _send(
+        self, request: Incoming, reply: Reply, record: RequestLog, parsed: Body, route: Route,
+        *, retryable: bool = False, pooled: bool = False, pool_line: bytes = b"",
+    ) -> int | None:  # fmt: skip
+        """Relay the request to `route`; the upstream's status (None: it never answered).
+        `pooled`: a 5xx it answers is left to the pool to judge (see `_serve_pool`)."""
+        provider = route.provider
+        record.provider = provider.id
+        record.wire_model = route.wire_model
+        model = parsed.model
+        body = parsed.raw if route.wire_model == model else parsed.with_model(route.wire_model)
+        unasked = None  # the usage the gateway asks for, to take out of the client's stream
+        if provider.stream_usage and request.path in ASKS_USAGE:
+            asked = ask(parsed, body)
+            if asked is not None:
+                body, unasked = asked, Unasked()
+        defaults = self.timing
+        timing = Timing(
+            provider.first_byte_timeout_s or defaults.first_byte_s, defaults.idle_s,
+            defaults.keepalive_s,
+        )  # fmt: skip
+        where = target(route.url)
+        rid = record.request_id.encode()
+        upstream_request = b"".join(
+            (
+                b"POST ", where.path, b" HTTP/1.1\r\nHost: ", where.host_header, b"\r\n",
+                header_lines(request.headers, DROP_REQUEST), IDENTITY,
+                *(f"{k}: {v}\r\n".encode("latin-1") for k, v in route.headers.items()),
+                b"X-Request-Id: ", rid, b"\r\nContent-Length: %d\r\n\r\n" % len(body), body,
+            )
+        )  # fmt: skip
+        id_line = b"X-Request-Id: " + rid + b"\r\n"
+        extra = PROVIDER_HEADER + b": " + provider.id.encode() + b"\r\n" + pool_line + id_line
+        exchange = Exchange(
+            reply=reply, log=record, timing=timing, provider_id=provider.id, extra=extra,
+            stream=parsed.payload.get("stream") is True, streams=self.streams,
+            retryable=retryable, beat_extra=pool_line + id_line if retryable else None,
+            keep_ends=True, rewrite=unasked,
+        )  # fmt: skip
+        lane = self.lanes.get(
+            provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
+        )
+        if not lane.try_acquire():
+            await lane.acquire()  # queue (FIFO) or 429
+        breakers = self.pools.breakers
+        breakers.attempt(provider.id)
+        residency = self.pools.catalog.residency
+        residency.requested(provider.id, route.wire_model)
+        verdict: bool | None = None  # True: the machine answered; False: it failed
+        try:
+            await relay(self.pool, where, upstream_request, exchange)
+            verdict = _verdict(exchange.status, record.error)
+            if pooled and exchange.status is not None and exchange.status >= 500:
+                verdict = None  # the pool judges it
+        except Failover as failover:
+            verdict = False if failover.status is None else None  # (a 5xx: the pool judges it)
+            raise
+        except GatewayError as err:
+            verdict = False if err.code in MACHINE_FAILURES else None
+            raise
+        finally:
+            lane.release()
+            if verdict is None:
+                breakers.abandoned(provider.id)
+            elif verdict:
+                breakers.succeeded(provider.id)
+            else:
+                breakers.failed(provider.id)
+        if verdict and exchange.status is not None and exchange.status < 400:
+            residency.requested(provider.id, route.wire_model)  # (a refresh may have run since)
+            self._count_usage(exchange, route, record)
+        return exchange.status
+
+    def _count_usage(self, exchange: Exchange, route: Route, record: RequestLog) -> None:
+        """The reply's tokens, when it said them: to the request's log line and the history."""
+        tail = tail_of(exchange.prev, exchange.last)
+        usage = extract(exchange.first or b"", tail)
+        if usage is None:
+            return
+        record.tokens = usage
+        provider, wire = route.provider.id, route.wire_model
+        model = wire if self.pools.catalog.serves(provider, wire) else ""  # (a metrics label)
+        seconds = usage.generation_s or time.perf_counter() - record.started
+        self.history.record(provider, model, record.key or "", usage, seconds)
+
+
+# Errors that say the machine failed (failover and its breaker react to them); a client that
+# left, a 4xx, a full queue or a shutdown say nothing about the machine.
+MACHINE_FAILURES = frozenset({"upstream_unreachable", "upstream_timeout", "upstream_error"})
+
+
+def _verdict(status: int | None, error: str | None) -> bool | None:
+    """After a relay that returned: did the machine answer (True), fail (False), or neither?"""
+    if status is None:
+        return False if error in MACHINE_FAILURES else None  # no head: cut, or the client left
+    if status >= 500:
+        return False
+    # it began to answer, then broke off or went silent: a failure
+    return error not in ("upstream_unreachable", "upstream_timeout") and not (
+        error == "upstream_error" and status < 400
+    )
+
+
+def _pool_header(pool: PoolRef) -> dict[str, str]:
+    """`X-Gateway-Pool` (a header carries ASCII only: a non-ASCII model name is not echoed)."""
+    return {"X-Gateway-Pool": pool.id} if pool.id.isascii() else {}
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")

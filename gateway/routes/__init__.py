@@ -1,1 +1,0 @@
-"""HTTP handlers. The route table itself is data, in `gateway.app.ROUTES`."""
