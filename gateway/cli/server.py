@@ -37,6 +37,7 @@ from gateway.proxy.dispatch import Edge, refusals
 log = structlog.get_logger("gateway.server")
 FD_SPARE = 128  # descriptors besides client and upstream connections (files, SQLite, catalog)
 
+
 class Running:
     """A started gateway: `port` is where it listens."""
 

@@ -77,7 +77,6 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-
 def create_app(
     settings: Settings, registry: Registry, env: Mapping[str, str] | None = None
 ) -> web.Application:

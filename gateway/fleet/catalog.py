@@ -19,6 +19,7 @@ import orjson
 import structlog
 
 from gateway.core.errors import GatewayError, from_upstream
+from gateway.core.values import positive_int
 from gateway.fleet import context, modelref
 from gateway.fleet.context import Capabilities
 from gateway.fleet.learned import Learned
@@ -64,8 +65,8 @@ class ProviderState:
 
 def _context_window(entry: dict[str, Any]) -> int | None:
     for value in (entry.get("context_length"), (entry.get("meta") or {}).get("n_ctx")):
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+        if (window := positive_int(value)) is not None:
+            return window
     return None
 
 
@@ -282,6 +283,11 @@ class Catalog:
     def status(self, state: ProviderState) -> Status:
         return state.status(self._clock(), self.offline_after_s)
 
+    def listed(self) -> list[ProviderState]:
+        """The providers whose models are listed: every one not offline (stale ones included),
+        in registry order."""
+        return [s for s in self.states() if self.status(s) != "offline"]
+
     def models(self) -> list[ModelEntry]:
-        """Every model the fleet knows, providers in registry order (stale ones included)."""
-        return [m for s in self.states() if self.status(s) != "offline" for m in s.models]
+        """Every model the fleet lists, providers in registry order."""
+        return [m for s in self.listed() for m in s.models]

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from gateway.core.values import MAX_COUNT, positive_int
 from gateway.fleet.registry import Provider, ProviderKind
 
 # DeepSeek API context windows (api-docs.deepseek.com, "Models & Pricing", checked 2026-11).
@@ -44,21 +45,12 @@ class Props(NamedTuple):
     capabilities: Capabilities | None = None
 
 
-MAX_COUNT = 2**31 - 1  # a window or slot count past this is not one (and SQLite keeps 64 bits)
-
-
-def _positive(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_COUNT:
-        return value
-    return None
-
-
 def _props(props: Any) -> Props | None:
     if not isinstance(props, dict):
         return None
     settings = props.get("default_generation_settings")
-    n_ctx = _positive(settings.get("n_ctx")) if isinstance(settings, dict) else None
-    found = Props(n_ctx, _positive(props.get("total_slots")), _capabilities(props))
+    n_ctx = positive_int(settings.get("n_ctx"), MAX_COUNT) if isinstance(settings, dict) else None
+    found = Props(n_ctx, positive_int(props.get("total_slots"), MAX_COUNT), _capabilities(props))
     return found if found != (None, None, None) else None
 
 

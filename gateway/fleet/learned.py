@@ -4,7 +4,8 @@ A llama-swap machine's `/props` is only asked for a model that is loaded (asking
 would load it), so after a restart the gateway would not know the context window or what an
 unloaded model can do until it is loaded again — and a sync in that time would write agents'
 configs without them. What `/props` said is kept here, per composite id, in
-`$GATEWAY_DATA_DIR/learned.sqlite3`, and used wherever the live fleet says nothing newer.
+the store (`$GATEWAY_DATA_DIR/learned.sqlite3`), and used wherever the live fleet says nothing
+newer.
 
 Written after a catalog refresh that learned something new (in a worker thread, one
 transaction); a row that does not read as a window and capabilities is passed over; a file that
@@ -15,59 +16,47 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
-from gateway.fleet.context import MAX_COUNT, Capabilities
+from gateway.core.values import MAX_COUNT, positive_int
+from gateway.fleet.context import Capabilities
+from gateway.store.facts import DB_NAME, SqliteFacts
+from gateway.store.tables import FactRow, FactsTable
 
 log = structlog.get_logger("gateway.learned")
 
-DB_NAME = "learned.sqlite3"
+__all__ = ["DB_NAME", "MAX_ROWS", "Fact", "Learned"]
 MAX_ROWS = 10_000  # models remembered (the most recently learned): a fleet has far fewer
 Fact = tuple[int | None, Capabilities | None]  # context window, capabilities
 
 
 class Learned:
-    """`write=False`: read the file if it is there, never change it (a CLI beside a running
-    gateway: the gateway's file is its own)."""
+    """`table`: where the facts are kept; a path: a SQLite file there, which `write=False` only
+    reads, never changes (a CLI beside a running gateway: the gateway's file is its own)."""
 
-    def __init__(self, path: Path, *, write: bool = True) -> None:
-        self.path = path
+    def __init__(self, table: FactsTable | Path, *, write: bool = True) -> None:
         self.facts: dict[str, Fact] = {}  # composite id -> the last thing /props said
-        self._dirty: set[str] = set()  # ids whose fact is newer than the file's
-        self._lock = threading.Lock()  # the connection (used from worker threads)
+        self._dirty: set[str] = set()  # ids whose fact is newer than the store's
         self._flushing = asyncio.Lock()  # one flush at a time: a newer fact is never overwritten
-        self._db: sqlite3.Connection | None = None
-        db = None
+        self._table: FactsTable | None = None
+        self._where = str(table) if isinstance(table, Path) else type(table).__name__
+        opened: FactsTable | None = None
         try:
-            if write:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA busy_timeout=5000")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS learned (id TEXT PRIMARY KEY, context INTEGER, "
-                    "capabilities TEXT, learned_at INTEGER NOT NULL)"
-                )
-            else:
-                db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-            rows = db.execute(
-                "SELECT id, context, capabilities FROM learned ORDER BY learned_at DESC LIMIT ?",
-                (MAX_ROWS,),
-            ).fetchall()
+            opened = SqliteFacts(table, read_only=not write) if isinstance(table, Path) else table
+            rows = opened.recent(MAX_ROWS)
         except (sqlite3.Error, OSError) as exc:
-            log.warning("learned_unreadable", path=str(path), error=str(exc))
-            if db is not None:
-                db.close()
+            log.warning("learned_unreadable", path=self._where, error=str(exc))
+            if opened is not None:
+                opened.close()
             return
         if write:
-            self._db = db
+            self._table = opened
         else:
-            db.close()
+            opened.close()
         for cid, n_ctx, caps in rows:
             fact = _fact(n_ctx, caps)
             if isinstance(cid, str) and fact is not None:
@@ -75,8 +64,7 @@ class Learned:
 
     def remember(self, cid: str, n_ctx: int | None, capabilities: Capabilities | None) -> None:
         """What `/props` said about `cid` now (kept with the next `flush` when it is news)."""
-        if n_ctx is not None and not 0 < n_ctx <= MAX_COUNT:
-            n_ctx = None  # not a window (and not a number SQLite can hold)
+        n_ctx = positive_int(n_ctx, MAX_COUNT)  # else not a window (or not one SQLite can hold)
         known = self.facts.get(cid)
         fact = (
             n_ctx if n_ctx is not None else known[0] if known else None,
@@ -91,46 +79,32 @@ class Learned:
         failed write is tried again with the next flush; it never raises."""
         async with self._flushing:
             dirty, self._dirty = self._dirty, set()
-            if not dirty or self._db is None:
+            table = self._table
+            if not dirty or table is None:
                 return
             rows = [(cid, *self.facts[cid]) for cid in dirty]  # (the newest facts, now)
             try:
-                await asyncio.to_thread(self._write, rows, now)
+                await asyncio.to_thread(table.put, _encoded(rows), now, MAX_ROWS)
             except (sqlite3.Error, OverflowError, ValueError) as exc:
-                log.warning("learned_write_failed", path=str(self.path), error=str(exc))
+                log.warning("learned_write_failed", path=self._where, error=str(exc))
                 self._dirty |= dirty  # again, with the next flush (as they are then)
 
-    def _write(self, rows: list[tuple[str, int | None, Capabilities | None]], now: int) -> None:
-        encoded = [
-            (cid, n_ctx, None if caps is None else orjson.dumps(caps.json()).decode(), now)
-            for cid, n_ctx, caps in rows
-        ]
-        with self._lock:
-            db = self._db
-            if db is None:  # (closed meanwhile: the gateway is stopping)
-                return
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("INSERT OR REPLACE INTO learned VALUES (?, ?, ?, ?)", encoded)
-                db.execute(
-                    "DELETE FROM learned WHERE id NOT IN "
-                    "(SELECT id FROM learned ORDER BY learned_at DESC LIMIT ?)", (MAX_ROWS,),
-                )  # fmt: skip
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        if self._table is not None:
+            self._table.close()
+            self._table = None
+
+
+def _encoded(rows: list[tuple[str, int | None, Capabilities | None]]) -> list[FactRow]:
+    return [
+        (cid, n_ctx, None if caps is None else orjson.dumps(caps.json()).decode())
+        for cid, n_ctx, caps in rows
+    ]
 
 
 def _fact(n_ctx: Any, caps: Any) -> Fact | None:
     """A row as a fact, or None when it does not read as one."""
-    window = n_ctx if type(n_ctx) is int and 0 < n_ctx <= MAX_COUNT else None
+    window = positive_int(n_ctx, MAX_COUNT)
     capabilities = None
     if isinstance(caps, str):
         try:

@@ -1,85 +1,81 @@
-"""User settings in SQLite (WAL): one row per key, values stored as JSON.
+"""User settings (favorites among them): one row per key, values stored as JSON.
 
-A PATCH replaces the keys it names in one transaction; every other key is left as it was.
+A change replaces the keys it names in one transaction; every other key is left as it was.
 Writes are serialised (one connection, one lock), so concurrent PATCHes never interleave, and a
-process killed mid-write restarts with the last committed settings.
+process killed mid-write restarts with the last committed settings (`synchronous=FULL`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from gateway.store.sqlite import SqliteFile
+from gateway.store.tables import SettingsLimit, SettingsTable
+
+__all__ = ["DB_NAME", "SettingsLimit", "SettingsStore", "SqliteSettings"]
+
 DB_NAME = "settings.sqlite3"
-
-
 MAX_KEYS = 64
 MAX_VALUE_BYTES = 64 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024
 
 
-class SettingsLimit(ValueError):
-    """A change that would take the settings past their bounds; nothing was stored."""
+class SqliteSettings:
+    """The settings table in a SQLite file (WAL, `synchronous=FULL`)."""
 
-
-class SettingsStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        self.file = SqliteFile(
+            path,
+            ["CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"],
+            durable=True,
         )
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _read(self) -> dict[str, Any]:
-        with self._lock:
-            rows = self._db.execute("SELECT key, value FROM settings ORDER BY key").fetchall()
+    def read_all(self) -> dict[str, Any]:
+        rows = self.file.query("SELECT key, value FROM settings ORDER BY key")
         return {key: orjson.loads(value) for key, value in rows}
 
-    def _write(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+    def put(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         encoded = [(key, orjson.dumps(value).decode()) for key, value in changes.items()]
         for key, value in encoded:
             if len(value) > MAX_VALUE_BYTES:
                 raise SettingsLimit(f"{key[:64]}: over {MAX_VALUE_BYTES} bytes as JSON")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO settings (key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    encoded,
+        with self.file.transaction() as db:
+            db.executemany(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                encoded,
+            )
+            keys, size = db.execute(
+                "SELECT count(*), coalesce(sum(length(value)), 0) FROM settings"
+            ).fetchone()
+            if keys > MAX_KEYS or size > MAX_TOTAL_BYTES:
+                raise SettingsLimit(
+                    f"at most {MAX_KEYS} settings and {MAX_TOTAL_BYTES} bytes in all "
+                    f"(this change would make {keys} and {size}); nothing was stored"
                 )
-                keys, size = self._db.execute(
-                    "SELECT count(*), coalesce(sum(length(value)), 0) FROM settings"
-                ).fetchone()
-                if keys > MAX_KEYS or size > MAX_TOTAL_BYTES:
-                    raise SettingsLimit(
-                        f"at most {MAX_KEYS} settings and {MAX_TOTAL_BYTES} bytes in all "
-                        f"(this change would make {keys} and {size}); nothing was stored"
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        return self._read()
+        return self.read_all()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class SettingsStore:
+    """The settings as the event loop uses them: every call runs in a worker thread."""
+
+    def __init__(self, table: SettingsTable | Path) -> None:
+        self.table = SqliteSettings(table) if isinstance(table, Path) else table
 
     async def read(self) -> dict[str, Any]:
-        return await asyncio.to_thread(self._read)
+        return await asyncio.to_thread(self.table.read_all)
 
     async def update(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the named keys atomically; return all settings after the change."""
-        return await asyncio.to_thread(self._write, dict(changes))
+        return await asyncio.to_thread(self.table.put, dict(changes))
+
+    def close(self) -> None:
+        self.table.close()

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.core.values import positive_int
 from gateway.fleet.context import Capabilities
 from gateway.sync.files import SyncError
 from gateway.sync.model import Fleet, SyncModel, pool_model
@@ -78,15 +79,13 @@ def fleet_from_api(data: Any) -> tuple[Fleet, list[str]]:
             cid, wire = _field(m, "id", str, where), _field(m, "wire", str, where)
             if not cid.startswith(pid + "/"):
                 raise ValueError(f"{where}.id {cid!r} is not a model of provider {pid!r}")
-            window = m.get("contextWindow")
-            context = window if isinstance(window, int) and window > 0 else None
+            context = positive_int(m.get("contextWindow"))
             models.append(SyncModel.of(cid, wire, label, context, _capabilities(m)))
     pools = data.get("pools", [])  # absent from gateways older than pools
     if not isinstance(pools, list):
         raise ValueError("'pools' is not a list")
     for i, p in enumerate(pools):
-        window = p.get("contextWindow") if isinstance(p, dict) else None
-        context = window if isinstance(window, int) and window > 0 else None
+        context = positive_int(p.get("contextWindow") if isinstance(p, dict) else None)
         models.append(pool_model(_field(p, "id", str, f"pools[{i}]"), context))
     fleet = Fleet(models=tuple(models), answered=frozenset(answered), known=frozenset(known))
     return fleet, warnings

@@ -56,8 +56,7 @@ def normalize_base_url(url: str) -> str:
 def fleet_of(catalog: Catalog) -> Fleet:
     states = catalog.states()
     answered = [s.provider.id for s in states if s.answered]
-    listed = [s for s in states if catalog.status(s) != "offline"]
-    return fleet_from(states, answered, listed_pools(catalog.registry, listed))
+    return fleet_from(states, answered, listed_pools(catalog.registry, catalog.listed()))
 
 
 def sync_file(

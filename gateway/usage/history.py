@@ -1,4 +1,4 @@
-"""A compact usage history in SQLite: one row per hour, machine, model and key label.
+"""A compact usage history in the store: one row per hour, machine, model and key label.
 
 Requests add to an in-memory table (a dict update: nothing on the request path touches the
 disk); every FLUSH_S the sums are added to the file in one transaction, and rows older than the
@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
+from gateway.core.values import iso_utc
+from gateway.store.tables import UsageRow, UsageTable
+from gateway.store.usage import DB_NAME, SqliteUsage
 from gateway.usage.extract import Usage
 
 log = structlog.get_logger("gateway.usage")
 
-DB_NAME = "usage.sqlite3"
+__all__ = ["DB_NAME", "GROUPS", "Sums", "UsageHistory"]
 FLUSH_S = 10.0
 MAX_RETENTION_DAYS = 36_500
 BIGGEST = 2**62  # a sum is written at most this (SQLite integers are 64-bit; and sums add up)
@@ -53,27 +53,20 @@ class Sums:
 
 
 class UsageHistory:
+    """`table`: where the sums are kept (a path: a SQLite file there)."""
+
     def __init__(
-        self, path: Path, retention_days: float, clock: Callable[[], float] = time.time
+        self,
+        table: UsageTable | Path,
+        retention_days: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.table = SqliteUsage(table) if isinstance(table, Path) else table
         self.retention_days = retention_days
         self._clock = clock
         self._pending: dict[Key, Sums] = {}
-        self._flushing: dict[Key, Sums] = {}  # being written (read under the lock)
         self._totals: dict[tuple[str, str], Sums] = {}  # flushed since start: (provider, model)
-        self._lock = threading.Lock()  # the connection (used from worker threads)
         self._turn = asyncio.Lock()  # a flush and a query, one after the other
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS usage (hour INTEGER NOT NULL, provider TEXT NOT NULL, "
-            "model TEXT NOT NULL, key TEXT NOT NULL, requests INTEGER NOT NULL, "
-            "prompt INTEGER NOT NULL, completion INTEGER NOT NULL, cached INTEGER NOT NULL, "
-            "seconds REAL NOT NULL, PRIMARY KEY (hour, provider, model, key)) WITHOUT ROWID"
-        )
 
     def record(self, provider: str, model: str, key: str, usage: Usage, seconds: float) -> None:
         """One reply's usage (on the request path: a dict update)."""
@@ -90,26 +83,13 @@ class UsageHistory:
         sums.seconds += seconds
 
     def _flush(self, pending: dict[Key, Sums]) -> None:
+        """(In a worker thread.) One transaction: the sums added, the retention applied."""
         oldest = int(self._clock() // 3600 - min(self.retention_days, MAX_RETENTION_DAYS) * 24)
-        rows = [(*k, *(min(v, BIGGEST) for v in (s.requests, s.prompt, s.completion, s.cached)),
-                 min(s.seconds, float(BIGGEST))) for k, s in pending.items()]  # fmt: skip
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (hour, provider, model, key) DO UPDATE SET "
-                    "requests = requests + excluded.requests, prompt = prompt + excluded.prompt, "
-                    "completion = completion + excluded.completion, "
-                    "cached = cached + excluded.cached, seconds = seconds + excluded.seconds",
-                    rows,
-                )
-                self._db.execute("DELETE FROM usage WHERE hour < ?", (oldest,))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            self._flushing = {}  # in the file now: a reader under the lock sees one or the other
+        rows: list[UsageRow] = [
+            (*k, min(s.requests, BIGGEST), min(s.prompt, BIGGEST), min(s.completion, BIGGEST),
+             min(s.cached, BIGGEST), min(s.seconds, float(BIGGEST))) for k, s in pending.items()
+        ]  # fmt: skip
+        self.table.add(rows, oldest)
 
     async def flush(self) -> None:
         """Add what was recorded since the last flush to the file (and apply the retention)."""
@@ -119,14 +99,12 @@ class UsageHistory:
                 return
             for (_, provider, model, _), sums in pending.items():  # (a counter never goes back)
                 self._totals.setdefault((provider, model), Sums()).add(sums)
-            self._flushing = pending
             try:
                 await asyncio.to_thread(self._flush, pending)
             except Exception:  # not written: kept for the next flush (already in the totals)
                 for k, s in pending.items():
                     self._pending.setdefault(k, Sums()).add(s)
                     self._totals[(k[1], k[2])].add(_negative(s))
-                self._flushing = {}
                 raise
 
     def totals(self) -> dict[tuple[str, str], Sums]:
@@ -152,16 +130,9 @@ class UsageHistory:
                 await asyncio.wait_for(stop.wait(), FLUSH_S)
 
     def _rows(self, since_hour: int, until_hour: int) -> list[tuple[Key, Sums]]:
-        """The file's rows, and those being written (under the lock: never both, never neither)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT hour, provider, model, key, requests, prompt, completion, cached, seconds "
-                "FROM usage WHERE hour >= ? AND hour < ?",
-                (since_hour, until_hour),
-            ).fetchall()
-            flushing = list(self._flushing.items())
-        out = [((r[0], r[1], r[2], r[3]), Sums(*r[4:])) for r in rows]  # (said_cached: 0)
-        return out + [(k, s) for k, s in flushing if since_hour <= k[0] < until_hour]
+        """(In a worker thread.) The stored rows."""
+        rows = self.table.rows(since_hour, until_hour)
+        return [((r[0], r[1], r[2], r[3]), Sums(*r[4:])) for r in rows]  # (said_cached: 0)
 
     async def query(
         self, since: float, until: float, group_by: Iterable[str]
@@ -169,14 +140,14 @@ class UsageHistory:
         """Sums per group over [since, until) (whole hours), flushed and pending alike."""
         wanted = tuple(group_by)
         since_hour, until_hour = int(since // 3600), int(-(-until // 3600))
-        async with self._turn:  # (a flush between reading the file and the pending sums would
-            # leave its batch in neither)
+        async with self._turn:  # (a flush between reading the store and the pending sums would
+            # leave its batch in neither; a flush under way is over before this starts)
             rows = await asyncio.to_thread(self._rows, since_hour, until_hour)
             rows += [(k, s) for k, s in self._pending.items() if since_hour <= k[0] < until_hour]
         groups: dict[tuple[object, ...], Sums] = {}
         for (hour, provider, model, key), sums in rows:
             fields = {"provider": provider, "model": model, "key": key,
-                      "hour": _iso(hour * 3600), "day": _iso(hour // 24 * 86400)}  # fmt: skip
+                      "hour": iso_utc(hour * 3600), "day": iso_utc(hour // 24 * 86400)}  # fmt: skip
             groups.setdefault(tuple(fields[g] for g in wanted), Sums()).add(sums)
         out: list[dict[str, object]] = []
         for values, s in sorted(groups.items(), key=lambda item: str(item[0])):
@@ -190,13 +161,8 @@ class UsageHistory:
         return out
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.table.close()
 
 
 def _negative(s: Sums) -> Sums:
     return Sums(*(-v for v in astuple(s)))
-
-
-def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

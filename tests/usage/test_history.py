@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store.usage import SqliteUsage
 from gateway.usage.extract import Usage
 from gateway.usage.history import Sums, UsageHistory
 
@@ -120,7 +121,8 @@ async def test_a_failed_write_keeps_the_rows_for_the_next_one(tmp_path: Path) ->
     clock = Clock()
     history = UsageHistory(tmp_path / "usage.sqlite3", retention_days=90, clock=clock)
     history.record("a", "m", "", Usage(1, 1, None), 0.1)
-    history._db.execute("DROP TABLE usage")  # the write fails
+    assert isinstance(history.table, SqliteUsage)
+    history.table.file.db.execute("DROP TABLE usage")  # the write fails
     with pytest.raises(sqlite3.OperationalError):
         await history.flush()
     assert history.totals()[("a", "m")].prompt == 1  # counted once, not lost, not doubled

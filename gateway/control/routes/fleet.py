@@ -11,13 +11,13 @@ Nothing secret is shown: no keys, and errors are the gateway's own messages.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway.control.state import CATALOG, LANES, POOLS, REGISTRY, SETTINGS_STORE
+from gateway.core.values import iso_utc
 from gateway.fleet import modelref
 from gateway.fleet.catalog import ModelEntry, ProviderState
 from gateway.fleet.registry import Registry
@@ -27,7 +27,7 @@ from gateway.pools.members import Pools
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+    return iso_utc(ts) if ts else None
 
 
 def _model(m: ModelEntry, provider_id: str) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def _pools(
 ) -> list[dict[str, Any]]:
     """Each pool with its members' state: what the chooser sees (choose.py)."""
     status = {s.provider.id: st for s, st in states}
-    listed = listed_pools(registry, [s for s, st in states if st != "offline"])
+    listed = listed_pools(registry, pools.catalog.listed())
     residency = pools.catalog.residency
     cooling = pools.breakers.cooling()
 

@@ -26,10 +26,9 @@ async def list_models(request: web.Request) -> web.Response:
         for m in catalog.models()
     ]
     registry = request.app[REGISTRY].current
-    states = [s for s in catalog.states() if catalog.status(s) != "offline"]
     data += [
         {"id": p.id, "object": "model", "created": 0, "owned_by": p.kind + "-pool"}
-        for p in listed_pools(registry, states)
+        for p in listed_pools(registry, catalog.listed())
     ]
     return web.Response(
         body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.control.state import USAGE_HISTORY
 from gateway.core.errors import GatewayError
+from gateway.core.values import iso_utc
 from gateway.usage.history import GROUPS
 
 _SPAN = re.compile(r"([0-9]{1,6})([mhd])")
@@ -63,8 +64,8 @@ async def api_usage(request: web.Request) -> web.Response:
         raise GatewayError(400, "invalid_parameter", "until is before since", param="until")
     rows = await request.app[USAGE_HISTORY].query(since, until, group_by)
     body = {
-        "since": datetime.fromtimestamp(since // 3600 * 3600, UTC).isoformat(timespec="seconds"),
-        "until": datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+        "since": iso_utc(since // 3600 * 3600),
+        "until": iso_utc(until),
         "groupBy": group_by,
         "rows": rows,
     }

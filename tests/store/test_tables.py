@@ -1,0 +1,91 @@
+"""The store's three tables, held to their interface (`gateway/store/tables.py`) on the SQLite
+files the gateway uses by default: what one write stores, what a failed write leaves (nothing),
+what a read-only reader may do (never write)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.store.facts import SqliteFacts
+from gateway.store.settings import MAX_KEYS, SqliteSettings
+from gateway.store.sqlite import SqliteFile
+from gateway.store.tables import FactsTable, SettingsLimit, SettingsTable, UsageTable
+from gateway.store.usage import SqliteUsage
+
+
+def test_settings_put_replaces_named_keys_and_keeps_the_rest(tmp_path: Path) -> None:
+    table: SettingsTable = SqliteSettings(tmp_path / "s.sqlite3")
+    assert table.put({"a": 1, "b": [1, 2]}) == {"a": 1, "b": [1, 2]}
+    assert table.put({"a": {"x": None}}) == {"a": {"x": None}, "b": [1, 2]}
+    table.close()
+    again = SqliteSettings(tmp_path / "s.sqlite3")  # committed: a new connection reads it
+    assert again.read_all() == {"a": {"x": None}, "b": [1, 2]}
+    again.close()
+
+
+def test_settings_over_a_limit_store_nothing(tmp_path: Path) -> None:
+    table = SqliteSettings(tmp_path / "s.sqlite3")
+    table.put({"keep": True})
+    with pytest.raises(SettingsLimit):
+        table.put({f"k{i}": i for i in range(MAX_KEYS)})  # one too many with "keep"
+    assert table.read_all() == {"keep": True}
+    table.close()
+
+
+def test_usage_add_sums_rows_and_applies_the_retention(tmp_path: Path) -> None:
+    table: UsageTable = SqliteUsage(tmp_path / "u.sqlite3")
+    table.add([(10, "a", "m", "", 1, 5, 7, 0, 0.5)], keep_from_hour=0)
+    table.add([(10, "a", "m", "", 2, 1, 1, 1, 0.25), (11, "b", "m", "k", 1, 1, 1, 0, 1.0)], 0)
+    assert sorted(table.rows(0, 100)) == [
+        (10, "a", "m", "", 3, 6, 8, 1, 0.75),
+        (11, "b", "m", "k", 1, 1, 1, 0, 1.0),
+    ]
+    assert table.rows(11, 12) == [(11, "b", "m", "k", 1, 1, 1, 0, 1.0)]  # [since, until)
+    table.add([], keep_from_hour=11)  # hour 10 is past the retention now
+    assert table.rows(0, 100) == [(11, "b", "m", "k", 1, 1, 1, 0, 1.0)]
+    table.close()
+
+
+def test_facts_keep_the_newest_and_read_newest_first(tmp_path: Path) -> None:
+    table: FactsTable = SqliteFacts(tmp_path / "f.sqlite3")
+    table.put([("p/a", 4096, None)], now=1, keep=2)
+    table.put([("p/b", None, '{"vision": true}')], now=2, keep=2)
+    table.put([("p/c", 8192, None)], now=3, keep=2)  # p/a is the oldest of three: gone
+    assert table.recent(10) == [("p/c", 8192, None), ("p/b", None, '{"vision": true}')]
+    assert table.recent(1) == [("p/c", 8192, None)]
+    table.close()
+    table.put([("p/d", 1, None)], now=4, keep=2)  # closed (the gateway stopping): a no-op
+
+
+def test_a_read_only_reader_never_changes_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.sqlite3"
+    writer = SqliteFacts(path)
+    writer.put([("p/a", 4096, None)], now=1, keep=10)
+    writer.close()
+    before = path.read_bytes()
+    reader = SqliteFacts(path, read_only=True)
+    assert reader.recent(10) == [("p/a", 4096, None)]
+    with pytest.raises(sqlite3.OperationalError):
+        reader.put([("p/b", 1, None)], now=2, keep=10)
+    reader.close()
+    assert path.read_bytes() == before
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    file = SqliteFile(tmp_path / "t.sqlite3", ["CREATE TABLE t (x INTEGER NOT NULL)"])
+
+    def two_inserts() -> None:
+        with file.transaction() as db:
+            db.execute("INSERT INTO t VALUES (1)")
+            db.execute("INSERT INTO t VALUES (NULL)")
+
+    with pytest.raises(sqlite3.IntegrityError):
+        two_inserts()
+    assert file.query("SELECT count(*) FROM t") == [(0,)]
+    file.close()
+    file.close()  # twice: harmless
+    with pytest.raises(sqlite3.ProgrammingError, match=r"t\.sqlite3 is closed"):
+        file.query("SELECT 1")
