@@ -11,7 +11,7 @@ from yarl import URL
 
 from gateway.cli import server
 from gateway.control.app import create_app
-from gateway.control.state import CATALOG
+from gateway.control.state import STATE
 from gateway.core.config import Settings
 from gateway.fleet.catalog import Catalog
 from gateway.fleet.registry import parse_registry
@@ -100,4 +100,4 @@ async def gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
 def catalog_of(gw: Gateway) -> Catalog:
     """The running gateway's catalog, to refresh it now instead of waiting for the timer."""
     app: web.Application = gw.app
-    return app[CATALOG]
+    return app[STATE].catalog

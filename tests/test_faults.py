@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.control.state import POOL
+from gateway.control.state import STATE
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.edge.test_relay import sse_payloads
 from tests.fakes import GarbageUpstream
@@ -104,7 +104,7 @@ async def test_200_clients_hang_up_and_nothing_is_left(
     )
     await asyncio.wait_for(a.idle.wait(), 20)  # every upstream request was cancelled
     assert len(a.inference()) == 200
-    pool = gw.app[POOL]
+    pool = gw.app[STATE].connections
 
     async def settled() -> None:
         while len(asyncio.all_tasks()) > baseline:  # noqa: ASYNC110 (no event for "tasks ended")

@@ -24,14 +24,14 @@ from aiohttp import web
 from gateway import __version__
 from gateway.access.keys import KeyCheck
 from gateway.control.app import create_app
-from gateway.control.state import API_KEYS, POOL, SETTINGS
+from gateway.control.state import STATE
+from gateway.control.table import ANTHROPIC_ENVELOPE
 from gateway.core import logging as gwlogging
 from gateway.core.config import Settings
 from gateway.edge.front import MAX_HEAD_BYTES, MAX_HEADERS
 from gateway.edge.listener import Front
 from gateway.edge.upstream import unix_target
 from gateway.fleet.registry import Registry
-from gateway.fleet.resolver import ANTHROPIC_PATHS
 from gateway.proxy.dispatch import Edge, refusals
 
 log = structlog.get_logger("gateway.server")
@@ -65,7 +65,7 @@ class Running:
                 break
             await asyncio.sleep(0.01)
         self.front.close_all()
-        self.app[POOL].close()
+        self.app[STATE].connections.close()
         gwlogging.attach(None)
         await asyncio.sleep(0)  # the transports' close callbacks run
         shutil.rmtree(self._sockdir, ignore_errors=True)
@@ -89,7 +89,8 @@ def connection_cap(wanted: int) -> int:
 
 
 async def start(app: web.Application, host: str, port: int) -> Running:
-    settings = app[SETTINGS]
+    state = app[STATE]
+    settings = state.settings
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -106,14 +107,14 @@ async def start(app: web.Application, host: str, port: int) -> Running:
         sock = str(sockdir / "control.sock")
         await web.UnixSite(runner, sock).start()
         front = Front(
-            Edge(app, unix_target(sock)).handle,
+            Edge(state, unix_target(sock)).handle,
             max_body_bytes=settings.max_body_bytes,
             body_timeout_s=settings.body_timeout_s,
             keepalive_timeout_s=settings.keepalive_timeout_s,
             max_connections=connection_cap(settings.max_connections),
-            authorize=KeyCheck(app[API_KEYS]).authorize if app[API_KEYS] else None,
-            refused=refusals(app),
-            anthropic_paths=ANTHROPIC_PATHS,
+            authorize=KeyCheck(state.secrets).authorize if state.keys else None,
+            refused=refusals(state),
+            anthropic_paths=ANTHROPIC_ENVELOPE,
         )
         bound = await front.listen(host, port)
         gwlogging.attach(front.loop)

@@ -1,4 +1,5 @@
-"""create_app(): the route table, middlewares and the resources each app owns."""
+"""create_app(): the control plane's routes (from the one table), middlewares, and the state
+the app owns: built here, its resources opened and closed by cleanup contexts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 
 import aiohttp
 import structlog
@@ -15,32 +16,11 @@ from aiohttp import web
 from gateway.access.keys import parse_keys
 from gateway.control import middleware
 from gateway.control.metrics import Metrics
-from gateway.control.routes import fleet, health, models, page
-from gateway.control.routes import settings as settings_routes
-from gateway.control.routes import usage as usage_routes
-from gateway.control.state import (
-    API_KEYS,
-    BACKGROUND,
-    CATALOG,
-    ENV,
-    GATEWAY_CHECKS_KEYS,
-    GATEWAY_KEYS,
-    HTTP_CLIENT,
-    LANES,
-    METRICS,
-    POOL,
-    POOLS,
-    REGISTRY,
-    RELOADER,
-    SETTINGS,
-    SETTINGS_STORE,
-    STREAMS,
-    TIMING,
-    USAGE_HISTORY,
-)
+from gateway.control.state import STATE, State
+from gateway.control.table import CONTROL, ROUTES
 from gateway.core.config import Settings
 from gateway.edge.relay import Streams, Timing
-from gateway.edge.upstream import Pool
+from gateway.edge.upstream import Pool as Connections
 from gateway.fleet.catalog import Catalog
 from gateway.fleet.learned import DB_NAME as LEARNED_DB
 from gateway.fleet.learned import Learned
@@ -54,27 +34,6 @@ from gateway.usage.history import DB_NAME as USAGE_DB
 from gateway.usage.history import UsageHistory
 
 log = structlog.get_logger("gateway.app")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-async def metrics_page(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
-
-
-# The control plane. Inference (POST /v1/chat/completions, ...) is served by the front
-# (gateway/server.py) before a request reaches aiohttp.
-ROUTES: list[tuple[str, str, Handler]] = [
-    ("GET", "/v1/models", models.list_models),
-    ("GET", "/api/models", fleet.api_models),
-    ("GET", "/api/usage", usage_routes.api_usage),
-    ("GET", "/api/settings", settings_routes.get_settings),
-    ("PATCH", "/api/settings", settings_routes.patch_settings),
-    ("GET", "/health", health.health),
-    ("GET", "/metrics", metrics_page),
-    ("GET", "/", page.index),
-    ("GET", "/static/{name}", page.static),
-]
 
 
 def create_app(
@@ -84,23 +43,22 @@ def create_app(
         middlewares=[middleware.observe],
         client_max_size=settings.max_body_bytes,
     )
-    app[SETTINGS] = settings
-    app[ENV] = os.environ if env is None else env
-    app[REGISTRY] = RegistryBox(registry)
-    keys = parse_keys(settings.api_keys)
-    app[API_KEYS] = tuple(k.secret for k in keys)
-    app[GATEWAY_KEYS] = keys
-    app[GATEWAY_CHECKS_KEYS] = bool(keys)
-    app[LANES] = Lanes()
-    app[TIMING] = Timing(
-        settings.first_byte_timeout_s, settings.idle_timeout_s, settings.sse_keepalive_s
+    app[STATE] = State(
+        settings=settings,
+        env=os.environ if env is None else env,
+        registry=RegistryBox(registry),
+        keys=parse_keys(settings.api_keys),
+        lanes=Lanes(),
+        timing=Timing(
+            settings.first_byte_timeout_s, settings.idle_timeout_s, settings.sse_keepalive_s
+        ),
+        streams=Streams(),
+        connections=Connections(settings.connect_timeout_s),
+        metrics=Metrics(),
     )
-    app[STREAMS] = Streams()
-    app[POOL] = Pool(settings.connect_timeout_s)
-    app[METRICS] = Metrics()
-    app[BACKGROUND] = []
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+    for route in ROUTES:
+        if route.side is CONTROL and route.handler is not None:
+            app.router.add_route(route.method, route.path, route.handler)
     app.on_response_prepare.append(middleware.add_request_id)
     app.on_shutdown.append(_drain)
     app.cleanup_ctx.append(_settings_store)
@@ -113,24 +71,27 @@ def create_app(
 
 def _spawn(app: web.Application, coro: Awaitable[None], name: str) -> None:
     """A named background task, referenced until cleanup cancels it."""
-    app[BACKGROUND].append(asyncio.ensure_future(coro))
-    app[BACKGROUND][-1].set_name(name)
+    task = asyncio.ensure_future(coro)
+    task.set_name(name)
+    app[STATE].background.append(task)
 
 
 async def _cancel_background(app: web.Application) -> None:
-    for task in app[BACKGROUND]:
+    background = app[STATE].background
+    for task in background:
         task.cancel()
-    for task in app[BACKGROUND]:
+    for task in background:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    app[BACKGROUND].clear()
+    background.clear()
 
 
 async def _usage_history(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    state = app[STATE]
+    settings = state.settings
     history = UsageHistory(settings.data_dir / USAGE_DB, settings.usage_retention_days)
-    app[USAGE_HISTORY] = history
-    app[METRICS].usage = history
+    state.usage = history
+    state.metrics.usage = history
     stop = asyncio.Event()
     flusher = asyncio.ensure_future(history.run(stop))
     flusher.set_name("usage-flush")
@@ -144,7 +105,8 @@ async def _usage_history(app: web.Application) -> AsyncIterator[None]:
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
     """The catalog's client session (model lists, props): keep-alive to every upstream."""
-    settings = app[SETTINGS]
+    state = app[STATE]
+    settings = state.settings
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
     # Reads are bounded per request by the proxy: first byte, then idle between chunks.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s)
@@ -155,22 +117,24 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
         skip_auto_headers=("Accept-Encoding", "User-Agent"),
         raise_for_status=False,
     ) as session:
-        app[HTTP_CLIENT] = session
+        state.http = session
         yield
 
 
 async def _settings_store(app: web.Application) -> AsyncIterator[None]:
-    store = SettingsStore(app[SETTINGS].data_dir / DB_NAME)
-    app[SETTINGS_STORE] = store
+    state = app[STATE]
+    store = SettingsStore(state.settings.data_dir / DB_NAME)
+    state.settings_store = store
     yield
     store.close()
 
 
 async def _catalog(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    state = app[STATE]
+    settings = state.settings
     catalog = Catalog(
-        app[HTTP_CLIENT],
-        app[REGISTRY],
+        state.http,
+        state.registry,
         refresh_s=settings.refresh_s,
         timeout_s=settings.models_timeout_s,
         offline_after_s=settings.offline_after_s,
@@ -178,9 +142,9 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
     )
     if settings.sync:
         catalog.on_refresh.append(AutoSync(settings.sync, settings))
-    app[CATALOG] = catalog
-    app[POOLS] = Pools(catalog, app[LANES])
-    app[METRICS].watch(app[LANES], catalog)
+    state.catalog = catalog
+    state.pools = Pools(catalog, state.lanes)
+    state.metrics.watch(state.lanes, catalog)
     _spawn(app, catalog.run(), "catalog-refresh")
     yield
     await _cancel_background(app)
@@ -189,10 +153,11 @@ async def _catalog(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _reloader(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    catalog = app[CATALOG]
-    reloader = Reloader(app[REGISTRY], settings.providers_path, app[ENV], catalog.refresh)
-    app[RELOADER] = reloader
+    state = app[STATE]
+    settings = state.settings
+    catalog = state.catalog
+    reloader = Reloader(state.registry, settings.providers_path, state.env, catalog.refresh)
+    state.reloader = reloader
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGHUP, reloader.reload)
@@ -207,12 +172,13 @@ async def _reloader(app: web.Application) -> AsyncIterator[None]:
 async def _drain(app: web.Application) -> None:
     """on_shutdown (listening has stopped): let in-flight requests finish for the grace period,
     then end the streams still open with a final error event."""
-    lanes = app[LANES]
-    grace = app[SETTINGS].shutdown_grace_s
+    state = app[STATE]
+    lanes = state.lanes
+    grace = state.settings.shutdown_grace_s
     if lanes.in_flight:
         log.info("draining", in_flight=lanes.in_flight, grace_s=grace)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(lanes.idle.wait(), grace)
     if lanes.in_flight:
         log.warning("shutdown_grace_over", in_flight=lanes.in_flight)
-        app[STREAMS].end_all()
+        state.streams.end_all()

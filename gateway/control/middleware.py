@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.access.keys import PROTECTED, check_key
-from gateway.control.state import API_KEYS, METRICS
+from gateway.control.state import STATE
 from gateway.core.errors import GatewayError, error_response, from_http_exception
 from gateway.core.logging import log_request
 from gateway.edge.reqlog import RequestLog, request_id
@@ -56,7 +56,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         log_request(record.fields())  # the same line, same path, as the front's requests
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].observe(record, route, duration_s)
+        request.app[STATE].metrics.observe(record, route, duration_s)
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -67,6 +67,6 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
 
 
 def require_key(request: web.Request) -> None:
-    keys = request.app[API_KEYS]
+    keys = request.app[STATE].secrets
     if keys and request.path.startswith(PROTECTED):
         check_key(keys, request.headers.get("Authorization"), request.headers.get("x-api-key"))

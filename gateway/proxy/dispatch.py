@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiohttp import web
-
-from gateway.control.state import METRICS, POOL, STREAMS
+from gateway.control.state import State
+from gateway.control.table import EDGE_PATHS, KNOWN_PATHS
 from gateway.core import logging as gwlogging
 from gateway.core.errors import GatewayError
 from gateway.edge.headers import HOP, header_lines
@@ -17,7 +16,7 @@ from gateway.edge.relay import Exchange, Timing, relay
 from gateway.edge.reply import Reply
 from gateway.edge.reqlog import RequestLog
 from gateway.edge.upstream import Target
-from gateway.proxy.inference import INFERENCE_PATHS, Inference
+from gateway.proxy.inference import Inference
 
 _DROP_CONTROL = HOP | {b"host"}
 
@@ -28,14 +27,14 @@ CONTROL_TIMING = Timing(first_byte_s=300.0, idle_s=300.0, keepalive_s=0.0)
 class Edge:
     """What the front calls for every request."""
 
-    def __init__(self, app: web.Application, control: Target) -> None:
-        self.pool = app[POOL]
-        self.streams = app[STREAMS]
+    def __init__(self, state: State, control: Target) -> None:
+        self.connections = state.connections
+        self.streams = state.streams
         self.control = control
-        self.inference = Inference(app, self.pool, app[METRICS], self.streams)
+        self.inference = Inference(state)
 
     async def handle(self, request: Incoming, reply: Reply) -> None:
-        if request.path in INFERENCE_PATHS:
+        if request.path in EDGE_PATHS:
             await self.inference.serve(request, reply)
         else:
             await self._control(request, reply)
@@ -53,20 +52,19 @@ class Edge:
             stream=False, streams=self.streams, passthrough=True,
         )  # fmt: skip
         try:
-            await relay(self.pool, self.control, head + body, exchange)
+            await relay(self.connections, self.control, head + body, exchange)
         except GatewayError as err:
             if not reply.started:
                 reply.error(GatewayError(503, "gateway_unavailable", err.message))
 
 
-def refusals(app: web.Application) -> Callable[[RequestLog], None]:
+def refusals(state: State) -> Callable[[RequestLog], None]:
     """What the front does with a request it answered itself (malformed, too large, no key):
     the log line and the request counter, labelled by route only when it is a known one."""
-    metrics = app[METRICS]
-    known = INFERENCE_PATHS | {r.resource.canonical for r in app.router.routes() if r.resource}
+    metrics = state.metrics
 
     def refused(record: RequestLog) -> None:
         gwlogging.log_request(record.fields())
-        metrics.observe(record, record.path if record.path in known else "unmatched", 0.0)
+        metrics.observe(record, record.path if record.path in KNOWN_PATHS else "unmatched", 0.0)
 
     return refused

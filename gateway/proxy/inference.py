@@ -10,19 +10,10 @@ import asyncio
 import time
 
 import structlog
-from aiohttp import web
 
 from gateway.access.keys import label_of
-from gateway.control.metrics import Metrics
-from gateway.control.state import (
-    GATEWAY_CHECKS_KEYS,
-    GATEWAY_KEYS,
-    LANES,
-    POOLS,
-    REGISTRY,
-    TIMING,
-    USAGE_HISTORY,
-)
+from gateway.control.state import State
+from gateway.control.table import EDGE_PATHS
 from gateway.core.jsonbody import Body, parse_body
 from gateway.core.logging import log_request
 from gateway.edge.errors import GatewayError
@@ -31,13 +22,12 @@ from gateway.edge.message import Incoming
 from gateway.edge.relay import (
     Exchange,
     Failover,
-    Streams,
     Timing,
     relay,
 )
 from gateway.edge.reply import Reply
 from gateway.edge.reqlog import RequestLog, request_id
-from gateway.edge.upstream import Pool, target
+from gateway.edge.upstream import target
 from gateway.fleet.registry import Registry
 from gateway.fleet.resolver import ANTHROPIC_PATHS, PoolRef, Route, pool_of, resolve
 from gateway.pools.choose import choose
@@ -46,32 +36,25 @@ from gateway.pools.sticky import conversation_key
 from gateway.usage.asked import Unasked, ask
 from gateway.usage.extract import extract, tail_of
 
-INFERENCE_PATHS = (
-    frozenset(
-        {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/rerank", "/v1/responses"}
-    )
-    | ANTHROPIC_PATHS
-)
+INFERENCE_PATHS = EDGE_PATHS  # (the route table's edge side)
 ASKS_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})  # stream_options routes
 log = structlog.get_logger("gateway.request")
 
 
 class Inference:
-    """Everything an inference request needs, taken from the app once."""
+    """Everything an inference request needs, taken from the app's state once."""
 
-    def __init__(
-        self, app: web.Application, pool: Pool, metrics: Metrics, streams: Streams
-    ) -> None:
-        self.registry = app[REGISTRY]
-        self.lanes = app[LANES]
-        self.timing = app[TIMING]
-        self.checks_keys = app[GATEWAY_CHECKS_KEYS]
-        self.pool = pool
-        self.metrics = metrics
-        self.streams = streams
-        self.pools = app[POOLS]
-        self.history = app[USAGE_HISTORY]
-        self.keys = app[GATEWAY_KEYS]
+    def __init__(self, state: State) -> None:
+        self.registry = state.registry
+        self.lanes = state.lanes
+        self.timing = state.timing
+        self.keys = state.keys
+        self.checks_keys = bool(state.keys)
+        self.connections = state.connections
+        self.metrics = state.metrics
+        self.streams = state.streams
+        self.pools = state.pools
+        self.history = state.usage
 
     async def serve(self, request: Incoming, reply: Reply) -> None:
         record = RequestLog(
@@ -267,7 +250,7 @@ class Inference:
         residency.requested(provider.id, route.wire_model)
         verdict: bool | None = None  # True: the machine answered; False: it failed
         try:
-            await relay(self.pool, where, upstream_request, exchange)
+            await relay(self.connections, where, upstream_request, exchange)
             verdict = _verdict(exchange.status, record.error)
             if pooled and exchange.status is not None and exchange.status >= 500:
                 verdict = None  # the pool judges it

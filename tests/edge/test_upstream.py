@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 import trustme
 
-from gateway.control.state import POOL
+from gateway.control.state import STATE
 from gateway.edge.upstream import Connection, Pool, target
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.edge.test_relay import sse_payloads
@@ -39,7 +39,7 @@ async def test_sequential_requests_share_one_upstream_connection(
         await resp.read()
     peers = {seen.peer for seen in a.inference()}
     assert len(peers) == 1
-    assert gw.app[POOL].busy == 0
+    assert gw.app[STATE].connections.busy == 0
 
 
 async def test_a_connection_the_upstream_closed_is_not_reused(

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.control.state import RELOADER
+from gateway.control.state import STATE
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.edge.test_relay import sse_payloads
 
 
 def _reloader(gw: Any) -> Any:
     assert gw.app is not None
-    return gw.app[RELOADER]
+    return gw.app[STATE].reloader
 
 
 async def test_file_change_adds_a_machine(

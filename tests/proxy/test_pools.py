@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.control.state import POOLS
+from gateway.control.state import STATE
 from gateway.fleet.registry import RegistryError, parse_registry
 from tests.conftest import Gateway, GatewayFactory, UpstreamFactory, catalog_of, registry_for
 from tests.edge.test_relay import sse_payloads
@@ -98,7 +98,7 @@ async def test_a_refused_machine_fails_over_then_cools_down(
     await a.stop()  # listed and loaded as far as the gateway knows, but gone
     status, headers, body = await ask(gw, "any/m")
     assert status == 200 and served_by(body) == "b" and headers["X-Gateway-Provider"] == "b"
-    assert gw.app[POOLS].breakers.health("a") == "cooling"
+    assert gw.app[STATE].pools.breakers.health("a") == "cooling"
     await ask(gw, "any/m")
     assert len(b.inference()) == 2
     metrics = (await (await gw.get("/metrics")).read()).decode()
@@ -189,7 +189,7 @@ async def test_a_4xx_or_a_client_that_hangs_up_is_not_a_machine_failure(
     await asyncio.wait_for(a.arrived.wait(), 5)
     task.cancel()
     await asyncio.wait_for(a.cancelled.wait(), 5)
-    assert gw.app[POOLS].breakers.health("a") == "ok"
+    assert gw.app[STATE].pools.breakers.health("a") == "ok"
 
 
 async def test_sticky_conversations_stay_on_their_machine(
@@ -367,7 +367,7 @@ async def test_a_4xx_after_keep_alives_is_the_clients_answer_not_a_failover(
     (reply,) = responses(await _raw(gw, orjson.dumps({"model": "any/m", "stream": True})), ["POST"])
     assert sse_payloads(reply.body)[-1]["error"]["code"] == "upstream_error"  # a's 400, as an event
     assert b.inference() == []
-    assert gw.app[POOLS].breakers.health("a") == "ok"
+    assert gw.app[STATE].pools.breakers.health("a") == "ok"
 
 
 @pytest.mark.parametrize("how", ["refused", "timeout", "queue_full"])
@@ -408,7 +408,7 @@ async def test_a_5xx_every_machine_answers_is_the_requests_fault_not_theirs(
     gw = await gateway(registry_for(swap("a", a.url), swap("b", b.url)))
     status, _, body = await ask(gw, "any/m")
     assert status == 500 and orjson.loads(body)["error"]["message"] == "b refused"
-    breakers = gw.app[POOLS].breakers
+    breakers = gw.app[STATE].pools.breakers
     assert (breakers.health("a"), breakers.health("b")) == ("ok", "ok")
     b.status = 200  # now only a fails: it was the machine
     status, _, body = await ask(gw, "any/m")
@@ -440,7 +440,7 @@ async def test_a_failed_running_look_up_keeps_what_was_known(
     b = await upstream("b", models=["m"], running=["m"])
     gw = await gateway(registry_for(swap("a", a.url), swap("b", b.url)))
     await catalog_of(gw).wait_ready()
-    residency = gw.app[POOLS].catalog.residency
+    residency = gw.app[STATE].pools.catalog.residency
     assert residency.loaded("a") == {"x"}
     a.running_status = 502  # a failed /running says nothing: what was known stays
     await catalog_of(gw).refresh()

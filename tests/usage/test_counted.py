@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.control.state import USAGE_HISTORY
+from gateway.control.state import STATE
 from tests.conftest import GatewayFactory, UpstreamFactory, catalog_of, registry_for
 from tests.promtext import tokens
 
@@ -99,7 +99,7 @@ async def test_usage_api_sums_per_key_label_and_never_shows_a_key(
         ("alice", "a", "m", 2, 20, 8), ("key2", "a", "m", 1, 10, 4)
     ]  # fmt: skip
     assert "sk-" not in str(body)
-    await gw.app[USAGE_HISTORY].flush()
+    await gw.app[STATE].usage.flush()
     assert (
         b"sk-" not in (tmp_path / "data" / "usage.sqlite3").read_bytes()
     )  # labels only, in the file

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.control import app as gwapp
 from gateway.control import state
 from gateway.core.config import Settings
+from gateway.fleet.registry import parse_registry
 from gateway.usage import history as history_mod
 from gateway.usage.extract import Usage, extract
 from gateway.usage.history import UsageHistory
@@ -108,14 +108,12 @@ async def test_a_failed_flush_does_not_stop_the_flusher(
 
 
 async def _start_history_ctx(tmp_path: Path):  # type: ignore[no-untyped-def]
-    app = web.Application()
-    app[state.SETTINGS] = Settings.model_validate({"data_dir": tmp_path})
-    from gateway.control.metrics import Metrics
-
-    app[state.METRICS] = Metrics()  # (the working tree's app.py reads it)
+    settings = Settings.model_validate({"data_dir": tmp_path})
+    registry = parse_registry(registry_for({"id": "a", "baseUrl": "http://127.0.0.1:9"}), "t", {})
+    app = gwapp.create_app(settings, registry, {})
     ctx = gwapp._usage_history(app)
     await ctx.__anext__()
-    return ctx, app[state.USAGE_HISTORY]
+    return ctx, app[state.STATE].usage
 
 
 async def test_shutdown_after_a_failed_flush_still_saves_and_closes(

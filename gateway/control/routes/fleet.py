@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.control.state import CATALOG, LANES, POOLS, REGISTRY, SETTINGS_STORE
+from gateway.control.state import STATE
 from gateway.core.values import iso_utc
 from gateway.fleet import modelref
 from gateway.fleet.catalog import ModelEntry, ProviderState
@@ -89,20 +89,20 @@ def _pools(
 
 
 async def api_models(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = request.app[STATE].catalog
     await catalog.wait_ready()
     states = [(s, catalog.status(s)) for s in catalog.states()]
     states.sort(key=lambda pair: pair[0].provider.kind.is_cloud)  # stable: registry order kept
-    lanes = request.app[LANES].snapshot()
+    lanes = request.app[STATE].lanes.snapshot()
     providers = [_provider(s, status, lanes.get(s.provider.id)) for s, status in states]
-    registry = request.app[REGISTRY].current
+    registry = request.app[STATE].registry.current
     body: dict[str, Any] = {
         "defaultProvider": registry.default_provider,
         "providers": providers,
-        "pools": _pools(request.app[POOLS], registry, states),
+        "pools": _pools(request.app[STATE].pools, registry, states),
     }
     if request.query.get("favorites") in ("1", "true", "yes"):
-        wanted = (await request.app[SETTINGS_STORE].read()).get("favorite_models", [])
+        wanted = (await request.app[STATE].settings_store.read()).get("favorite_models", [])
         # only machines that answer now: a stale one's favorite would answer 502
         available = {m["id"]: m for p in providers if p["status"] == "online" for m in p["models"]}
         body = {"favorites": [available[f] for f in wanted if f in available], **body}

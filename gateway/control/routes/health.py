@@ -1,16 +1,17 @@
-"""GET /health: liveness plus a per-provider summary (no secrets, no URLs with credentials)."""
+"""GET /health: liveness plus a per-provider summary (no secrets, no URLs with credentials);
+GET /metrics."""
 
 from __future__ import annotations
 
 import orjson
 from aiohttp import web
 
-from gateway.control.state import CATALOG, REGISTRY, RELOADER
+from gateway.control.state import STATE
 
 
 async def health(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
-    registry = request.app[REGISTRY].current
+    catalog = request.app[STATE].catalog
+    registry = request.app[STATE].registry.current
     providers = {
         s.provider.id: {
             "status": catalog.status(s),
@@ -19,7 +20,7 @@ async def health(request: web.Request) -> web.Response:
         }
         for s in catalog.states()
     }
-    reloader = request.app.get(RELOADER)
+    reloader = request.app[STATE].reloader
     body = {
         "status": "ok",
         "registryError": reloader.error if reloader is not None else None,
@@ -30,3 +31,9 @@ async def health(request: web.Request) -> web.Response:
         "providers": providers,
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus' text format."""
+    body = request.app[STATE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

@@ -6,13 +6,13 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from gateway.control.state import CATALOG, REGISTRY
+from gateway.control.state import STATE
 from gateway.fleet import modelref
 from gateway.pools.listing import listed_pools
 
 
 async def list_models(request: web.Request) -> web.Response:
-    catalog = request.app[CATALOG]
+    catalog = request.app[STATE].catalog
     await catalog.wait_ready()
     data = [
         {
@@ -25,7 +25,7 @@ async def list_models(request: web.Request) -> web.Response:
         }
         for m in catalog.models()
     ]
-    registry = request.app[REGISTRY].current
+    registry = request.app[STATE].registry.current
     data += [
         {"id": p.id, "object": "model", "created": 0, "owned_by": p.kind + "-pool"}
         for p in listed_pools(registry, catalog.listed())

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.control.state import REGISTRY, SETTINGS_STORE
+from gateway.control.state import STATE
 from gateway.core.errors import GatewayError
 from gateway.fleet import favorites
 from gateway.store.settings import SettingsLimit
@@ -22,7 +22,7 @@ def _render(values: dict[str, Any]) -> web.Response:
 
 
 async def get_settings(request: web.Request) -> web.Response:
-    return _render(await request.app[SETTINGS_STORE].read())
+    return _render(await request.app[STATE].settings_store.read())
 
 
 async def patch_settings(request: web.Request) -> web.Response:
@@ -42,9 +42,9 @@ async def patch_settings(request: web.Request) -> web.Response:
         )
     if "favorite_models" in body:
         body["favorite_models"] = favorites.normalize(
-            body["favorite_models"], request.app[REGISTRY].current
+            body["favorite_models"], request.app[STATE].registry.current
         )
     try:
-        return _render(await request.app[SETTINGS_STORE].update(body))
+        return _render(await request.app[STATE].settings_store.update(body))
     except SettingsLimit as exc:
         raise GatewayError(400, "invalid_settings", str(exc)) from None

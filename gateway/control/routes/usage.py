@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
-from gateway.control.state import USAGE_HISTORY
+from gateway.control.state import STATE
 from gateway.core.errors import GatewayError
 from gateway.core.values import iso_utc
 from gateway.usage.history import GROUPS
@@ -62,7 +62,7 @@ async def api_usage(request: web.Request) -> web.Response:
         )  # fmt: skip
     if until < since:
         raise GatewayError(400, "invalid_parameter", "until is before since", param="until")
-    rows = await request.app[USAGE_HISTORY].query(since, until, group_by)
+    rows = await request.app[STATE].usage.query(since, until, group_by)
     body = {
         "since": iso_utc(since // 3600 * 3600),
         "until": iso_utc(until),
