@@ -117,7 +117,7 @@ class Catalog:
         self._states_of: Mapping[str, Provider] | None = None  # the registry _states_list is for
         self._states_list: tuple[ProviderState, ...] = ()
         self._contexts: dict[str, int] = {}  # composite id -> context window
-        self._propped: set[str] = set()  # composite ids whose /props answered
+        self._props_answered: set[str] = set()  # composite ids whose /props answered
         self._capabilities: dict[str, Capabilities] = {}  # composite id -> what /props said
         self.learned = learned  # what /props said before this process (and kept for the next)
         self.residency = Residency()  # which models are loaded where (pools)
@@ -230,7 +230,7 @@ class Catalog:
         local = provider.kind is ProviderKind.LLAMA_SWAP
         missing = [
             m.wire for m in models
-            if m.id not in self._contexts or (local and m.id not in self._propped)
+            if m.id not in self._contexts or (local and m.id not in self._props_answered)
         ]  # fmt: skip
         try:
             found = await context.probe(
@@ -242,7 +242,7 @@ class Catalog:
             found = {}
         for wire, props in found.items():
             cid = modelref.composite(provider.id, wire)
-            self._propped.add(cid)
+            self._props_answered.add(cid)
             if props.n_ctx is not None:
                 self._contexts.setdefault(cid, props.n_ctx)
             if props.slots is not None:

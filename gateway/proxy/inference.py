@@ -31,9 +31,11 @@ from gateway.edge.upstream import target
 from gateway.fleet.registry import Registry
 from gateway.fleet.resolver import ANTHROPIC_PATHS, PoolRef, Route, pool_of, resolve
 from gateway.pools.choose import choose
+from gateway.pools.failover import MACHINE_FAILURES, Walk
+from gateway.pools.failover import verdict as judged
 from gateway.pools.sticky import HEADERS as STICKY_HEADERS
 from gateway.pools.sticky import conversation_key
-from gateway.usage.asked import Unasked, ask
+from gateway.usage.asked import AskedUsageFilter, ask
 from gateway.usage.extract import extract, tail_of
 
 INFERENCE_PATHS = EDGE_PATHS  # (the route table's edge side)
@@ -135,17 +137,12 @@ class Inference:
         pool_line = b"".join(
             b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in _pool_header(pool).items()
         )
-        down: set[str] = set()  # machines that failed at the connection: not asked again
-        answered_5xx: list[str] = []  # machines whose 5xx may be the request's fault: see below
-        status: int | None = None
+        walk = Walk(order)
         error = GatewayError(502, "upstream_error", f"no machine in pool {pool.id!r} answered")
         try:
-            for i, (candidate, reason) in enumerate(order):
-                if candidate.provider in down:
-                    continue
+            for candidate, reason, retryable in walk:
                 if self.streams.shutting_down:
                     raise GatewayError(503, "gateway_shutdown", "the gateway is shutting down")
-                retryable = any(c.provider not in down for c, _ in order[i + 1 :])
                 self.metrics.pool_choice(pool.id, reason)
                 route = self._route(registry, request, candidate.member)
                 try:
@@ -156,11 +153,7 @@ class Inference:
                 except Failover as failover:
                     record.failovers += 1
                     self.metrics.pool_failover(pool.id, candidate.provider)
-                    if failover.status is None:
-                        down.add(candidate.provider)
-                    else:
-                        answered_5xx.append(candidate.provider)
-                        status = failover.status
+                    walk.failed_over(candidate.provider, failover.status)
                     log.info(
                         "pool_failover", request_id=record.request_id, pool=pool.id,
                         provider=candidate.provider, error=failover.error.code,
@@ -175,20 +168,13 @@ class Inference:
                         error = err
                         continue  # that machine's queue is full: the next member
                     raise
-                if status is not None and status >= 500:
-                    answered_5xx.append(candidate.provider)
-                elif status is not None and status < 400 and key is not None:
+                walk.answered(candidate.provider, status)
+                if status is not None and status < 400 and key is not None:
                     pools.sticky.served(pool.id, key, candidate.provider)
                 return
             raise error  # every member failed (the last one's error)
         finally:
-            # A 5xx says the machine failed only when another machine answered the same
-            # request: when every machine that answered said 5xx, the request is the suspect.
-            for provider in answered_5xx:
-                if status is not None and status < 500:
-                    pools.breakers.failed(provider)
-                else:
-                    pools.breakers.abandoned(provider)
+            walk.settle(pools.breakers)
 
     def _route(self, registry: Registry, request: Incoming, model: str) -> Route:
         return resolve(
@@ -205,17 +191,17 @@ class Inference:
         *, retryable: bool = False, pooled: bool = False, pool_line: bytes = b"",
     ) -> int | None:  # fmt: skip
         """Relay the request to `route`; the upstream's status (None: it never answered).
-        `pooled`: a 5xx it answers is left to the pool to judge (see `_serve_pool`)."""
+        `pooled`: a 5xx it answers is left to the pool to judge (`pools.failover`)."""
         provider = route.provider
         record.provider = provider.id
         record.wire_model = route.wire_model
         model = parsed.model
         body = parsed.raw if route.wire_model == model else parsed.with_model(route.wire_model)
-        unasked = None  # the usage the gateway asks for, to take out of the client's stream
+        usage_filter = None  # the usage the gateway asks for, to take out of the client's stream
         if provider.stream_usage and request.path in ASKS_USAGE:
             asked = ask(parsed, body)
             if asked is not None:
-                body, unasked = asked, Unasked()
+                body, usage_filter = asked, AskedUsageFilter()
         defaults = self.timing
         timing = Timing(
             provider.first_byte_timeout_s or defaults.first_byte_s, defaults.idle_s,
@@ -237,7 +223,7 @@ class Inference:
             reply=reply, log=record, timing=timing, provider_id=provider.id, extra=extra,
             stream=parsed.payload.get("stream") is True, streams=self.streams,
             retryable=retryable, beat_extra=pool_line + id_line if retryable else None,
-            keep_ends=True, rewrite=unasked,
+            keep_ends=True, rewrite=usage_filter,
         )  # fmt: skip
         lane = self.lanes.get(
             provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
@@ -251,7 +237,7 @@ class Inference:
         verdict: bool | None = None  # True: the machine answered; False: it failed
         try:
             await relay(self.connections, where, upstream_request, exchange)
-            verdict = _verdict(exchange.status, record.error)
+            verdict = judged(exchange.status, record.error)
             if pooled and exchange.status is not None and exchange.status >= 500:
                 verdict = None  # the pool judges it
         except Failover as failover:
@@ -284,23 +270,6 @@ class Inference:
         model = wire if self.pools.catalog.serves(provider, wire) else ""  # (a metrics label)
         seconds = usage.generation_s or time.perf_counter() - record.started
         self.history.record(provider, model, record.key or "", usage, seconds)
-
-
-# Errors that say the machine failed (failover and its breaker react to them); a client that
-# left, a 4xx, a full queue or a shutdown say nothing about the machine.
-MACHINE_FAILURES = frozenset({"upstream_unreachable", "upstream_timeout", "upstream_error"})
-
-
-def _verdict(status: int | None, error: str | None) -> bool | None:
-    """After a relay that returned: did the machine answer (True), fail (False), or neither?"""
-    if status is None:
-        return False if error in MACHINE_FAILURES else None  # no head: cut, or the client left
-    if status >= 500:
-        return False
-    # it began to answer, then broke off or went silent: a failure
-    return error not in ("upstream_unreachable", "upstream_timeout") and not (
-        error == "upstream_error" and status < 400
-    )
 
 
 def _pool_header(pool: PoolRef) -> dict[str, str]:

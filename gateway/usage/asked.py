@@ -2,9 +2,10 @@
 
 An OpenAI-style stream carries its token counts only when the request says
 `stream_options.include_usage`; the flag also adds `"usage": null` to every chunk and one last
-chunk (`"choices": []` and the usage) before `[DONE]`. For a client that did not ask, the gateway
-adds the flag upstream (`ask`) and `Unasked` takes those additions out of the reply, event by
-event, so the client reads the stream it would have read without the flag — byte for byte —
+chunk (`"choices": []` and the usage) before `[DONE]`. For a client that did not ask, the
+gateway adds the flag upstream (`ask`) and `AskedUsageFilter` takes those additions out of the
+reply, event by event, so the client reads the stream it would have read without the flag — byte
+for byte —
 while the gateway reads the usage from the upstream's own last bytes (`gateway.usage.extract`).
 
 What is taken out, and only when the event's JSON says so (it is parsed; spacing and key order
@@ -47,7 +48,7 @@ def ask(body: Body, raw: bytes) -> bytes | None:
     return raw[: at + 1] + ASK + raw[at + 1 :]
 
 
-class Unasked:
+class AskedUsageFilter:
     """Feeds a stream through, without what `ask` made the upstream add (see the module)."""
 
     __slots__ = ("_held", "_off")

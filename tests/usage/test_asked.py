@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.core.jsonbody import parse_body
 from gateway.fleet.registry import RegistryError, parse_registry
-from gateway.usage.asked import _NULL, ASK, EVENT_LIMIT, Unasked, ask
+from gateway.usage.asked import _NULL, ASK, EVENT_LIMIT, AskedUsageFilter, ask
 from tests.cloudfake import cloud, openai_stream
 from tests.conftest import Gateway, GatewayFactory, registry_for
 from tests.promtext import tokens
@@ -23,9 +23,9 @@ CHAT = "/v1/chat/completions"
 
 
 def through(stream: bytes, cuts: list[int]) -> bytes:
-    unasked = Unasked()
+    usage_filter = AskedUsageFilter()
     pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
-    return b"".join(unasked.feed(p) for p in pieces) + unasked.end()
+    return b"".join(usage_filter.feed(p) for p in pieces) + usage_filter.end()
 
 
 @pytest.mark.parametrize(
@@ -54,14 +54,14 @@ def test_the_stream_reads_as_if_never_asked_at_every_split(
 
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
 def test_events_come_out_when_they_end_not_at_the_streams_end(eol: bytes) -> None:
-    unasked = Unasked()
+    usage_filter = AskedUsageFilter()
     event = b'data: {"choices":[{"delta":{}}],"usage":null}' + eol
-    assert unasked.feed(event) == b""  # (its blank line has not come)
-    assert unasked.feed(eol + b"data: x") == b'data: {"choices":[{"delta":{}}]}' + eol * 2
+    assert usage_filter.feed(event) == b""  # (its blank line has not come)
+    assert usage_filter.feed(eol + b"data: x") == b'data: {"choices":[{"delta":{}}]}' + eol * 2
     # a final lone CR may be the first half of a CRLF: that end is known with the next byte
-    assert unasked.feed(eol + eol) == (b"" if eol == b"\r" else b"data: x" + eol * 2)
-    assert unasked.feed(b"d") == (b"data: x" + eol * 2 if eol == b"\r" else b"")
-    assert unasked.end() == b"d"
+    assert usage_filter.feed(eol + eol) == (b"" if eol == b"\r" else b"data: x" + eol * 2)
+    assert usage_filter.feed(b"d") == (b"data: x" + eol * 2 if eol == b"\r" else b"")
+    assert usage_filter.end() == b"d"
 
 
 def test_a_usage_member_first_and_a_nested_one_only_the_top_level_goes() -> None:
@@ -101,23 +101,23 @@ def test_a_last_event_without_its_end_goes_as_it_came() -> None:
 
 
 def test_an_endless_event_is_not_held() -> None:
-    unasked = Unasked()
-    assert unasked.feed(b"data: {") == b""
+    usage_filter = AskedUsageFilter()
+    assert usage_filter.feed(b"data: {") == b""
     big = b"x" * (EVENT_LIMIT + 1)
-    assert unasked.feed(big) == b"data: {" + big  # past the limit: out as it came
-    assert unasked.feed(b',"usage":null}\n\n') == b',"usage":null}\n\n'  # ...and from then on
+    assert usage_filter.feed(big) == b"data: {" + big  # past the limit: out as it came
+    assert usage_filter.feed(b',"usage":null}\n\n') == b',"usage":null}\n\n'  # ...and from then on
 
 
 def test_what_is_held_costs_its_size_in_memory_whatever_the_read_sizes() -> None:
     """An upstream writing 2 bytes at a time: held as one growing buffer, not as 500k objects."""
-    unasked = Unasked()
+    usage_filter = AskedUsageFilter()
     tracemalloc.start()
     for _ in range(250_000):
-        assert unasked.feed(b"yy") == b""
+        assert usage_filter.feed(b"yy") == b""
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 3 * 500_000  # (a list of 2-byte pieces: ~35 bytes each, 17 MB)
-    assert unasked.feed(b"\n\n") == b"yy" * 250_000 + b"\n\n"
+    assert usage_filter.feed(b"\n\n") == b"yy" * 250_000 + b"\n\n"
 
 
 def test_hostile_chunks_neither_raise_nor_stall() -> None:
