@@ -108,7 +108,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     settings = state.settings
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=300)
-    # Reads are bounded per request by the proxy: first byte, then idle between chunks.
+    # Each catalog call bounds its own reads (GATEWAY_MODELS_TIMEOUT_S); only connecting is here.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s)
     async with aiohttp.ClientSession(
         connector=connector,

@@ -14,7 +14,7 @@ __all__ = ["GatewayError", "error_response", "from_http_exception", "from_upstre
 
 
 def error_response(err: GatewayError) -> web.Response:
-    """The control plane's (aiohttp) rendering; the front's is `message.Reply.error`."""
+    """The control plane's (aiohttp) rendering; the edge's is `gateway.edge.reply.Reply.error`."""
     return web.Response(
         status=err.status,
         body=err.json_bytes(),

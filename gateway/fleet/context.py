@@ -1,4 +1,4 @@
-"""Context windows, from the cheapest source that never loads a model (DESIGN §5).
+"""Context windows, from the cheapest source that never loads a model.
 
 1. the provider's own model list (`context_length`, `meta.n_ctx`), read by catalog.py;
 2. llama-swap: only models already loaded (`GET /running`, asked by the catalog each refresh),

@@ -1,7 +1,7 @@
 """The provider registry the gateway runs on: the file (`registry_file`) resolved — keys, URLs,
 defaults — or the legacy and DeepSeek fallbacks when there is no file.
 
-The registry is the single source of provider identity (DESIGN §1). Loading is pure apart from
+The registry is the single source of provider identity. Loading is pure apart from
 reading the file; the result is immutable and swapped whole (see `RegistryBox`).
 """
 

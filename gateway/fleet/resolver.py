@@ -1,6 +1,6 @@
 """The single routing authority: composite model id in, `Route` out. Pure: no I/O.
 
-Auth rules (DESIGN §3): a configured provider key wins; otherwise the client's Authorization
+Auth rules: a configured provider key wins; otherwise the client's Authorization
 (or x-api-key, as Anthropic clients send it) is forwarded to local (llama-swap) providers only,
 and never when the gateway itself checks keys.
 
