@@ -14,6 +14,8 @@ import structlog
 from aiohttp import web
 
 from gateway.access.keys import parse_keys
+from gateway.activity.log import ActivityLog
+from gateway.activity.rate import Throughput
 from gateway.control import middleware
 from gateway.control.metrics import Metrics
 from gateway.control.state import STATE, State
@@ -55,6 +57,12 @@ def create_app(
         streams=Streams(),
         connections=Connections(settings.connect_timeout_s),
         metrics=Metrics(),
+        activity=ActivityLog(
+            recent_max=settings.recent_requests,
+            capture_max=settings.capture_count if settings.capture else 0,
+            capture_bytes=settings.capture_bytes,
+        ),
+        throughput=Throughput(),
     )
     for route in ROUTES:
         if route.side is CONTROL and route.handler is not None:

@@ -13,6 +13,8 @@ import aiohttp
 from aiohttp import web
 
 from gateway.access.keys import GatewayKey
+from gateway.activity.log import ActivityLog
+from gateway.activity.rate import Throughput
 from gateway.control.metrics import Metrics
 from gateway.core.config import Settings
 from gateway.edge.relay import Streams, Timing
@@ -38,6 +40,8 @@ class State:
     streams: Streams
     connections: Connections  # the relay's pooled upstream connections
     metrics: Metrics
+    activity: ActivityLog  # requests running now and the recent ones
+    throughput: Throughput  # generation tokens per machine, the last hour
     background: list[asyncio.Task[None]] = field(default_factory=list)
     reloader: Reloader | None = None  # set at start-up
     # Opened by the cleanup contexts, at start-up (reading one before is a bug: AttributeError).

@@ -100,6 +100,34 @@ class Settings(BaseModel):
         description="How often to check the registry file for changes (0 = only on SIGHUP).",
         json_schema_extra={"env": "GATEWAY_RELOAD_POLL_S"},
     )
+    recent_requests: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Finished requests kept for GET /api/requests (a ring; memory bounded).",
+        json_schema_extra={"env": "GATEWAY_RECENT_REQUESTS"},
+    )
+    capture: bool = Field(
+        False,
+        description="Keep the request body and the reply of the last GATEWAY_CAPTURE_COUNT "
+        "requests (never a header that carries a credential), for GET /api/requests/{id}.",
+        json_schema_extra={"env": "GATEWAY_CAPTURE"},
+    )
+    capture_count: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="With GATEWAY_CAPTURE: how many requests' captures are kept.",
+        json_schema_extra={"env": "GATEWAY_CAPTURE_COUNT"},
+    )
+    capture_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="With GATEWAY_CAPTURE: the most bytes kept of one request's body, and of "
+        "its reply (its first and last bytes when longer).",
+        json_schema_extra={"env": "GATEWAY_CAPTURE_BYTES"},
+    )
     offline_after_s: float = Field(
         900.0,
         gt=0,

@@ -8,6 +8,9 @@ from http import HTTPStatus
 _STATUS_LINES = {
     s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus
 }  # fmt: skip
+# A request ended by the gateway's operator before its reply began (nginx logs a request its
+# client ended as 499); a 4xx that no OpenAI or Anthropic SDK retries.
+_STATUS_LINES[499] = b"HTTP/1.1 499 Request Cancelled\r\n"
 
 
 def status_line(status: int) -> bytes:

@@ -12,6 +12,7 @@ import time
 import structlog
 
 from gateway.access.keys import label_of
+from gateway.activity.log import Entry
 from gateway.control.state import State
 from gateway.control.table import EDGE_PATHS
 from gateway.core.jsonbody import Body, parse_body
@@ -57,6 +58,8 @@ class Inference:
         self.streams = state.streams
         self.pools = state.pools
         self.history = state.usage
+        self.activity = state.activity
+        self.throughput = state.throughput
 
     async def serve(self, request: Incoming, reply: Reply) -> None:
         record = RequestLog(
@@ -64,12 +67,20 @@ class Inference:
             request.method.decode("latin-1"),
             request.path,
         )
+        entry = self.activity.start(record, request.header(b"user-agent"))
         try:
             try:
-                await self._serve(request, reply, record)
+                await self._serve(request, reply, record, entry)
             except asyncio.CancelledError:
-                record.disconnected = True  # the client hung up
-                raise
+                if not entry.want_cancel:
+                    record.disconnected = True  # the client hung up
+                    raise
+                _uncancel()  # the gateway's operator ended it: the client is told
+                record.disconnected = False
+                raise GatewayError(
+                    499, "request_cancelled",
+                    f"request {record.request_id} was cancelled on the gateway",
+                ) from None  # fmt: skip
             except GatewayError:
                 raise
             except Exception:
@@ -90,8 +101,13 @@ class Inference:
             duration_s = record.finish()
             log_request(record.fields())
             self.metrics.observe(record, request.path, duration_s)
+            if self.activity.capture_max:
+                self.activity.capture(entry, request.headers, request.body)
+            self.activity.finish(entry)
 
-    async def _serve(self, request: Incoming, reply: Reply, record: RequestLog) -> None:
+    async def _serve(
+        self, request: Incoming, reply: Reply, record: RequestLog, entry: Entry
+    ) -> None:
         if request.method != b"POST":
             raise GatewayError(
                 405, "method_not_allowed", f"{request.path} accepts POST only",
@@ -99,6 +115,7 @@ class Inference:
             )  # fmt: skip
         parsed = parse_body(request.body)  # keys: checked on the head
         record.model = parsed.model[:200]
+        entry.stream = parsed.payload.get("stream") is True
         if self.keys:  # whose request it is, for usage (the front already checked the key)
             record.key = label_of(
                 self.keys, request.header(b"authorization"), request.header(b"x-api-key")
@@ -107,13 +124,13 @@ class Inference:
         pool = pool_of(registry, parsed.model)
         if pool is None:
             route = self._route(registry, request, parsed.model)
-            await self._send(request, reply, record, parsed, route)
+            await self._send(request, reply, record, parsed, route, entry)
         else:
-            await self._serve_pool(request, reply, record, parsed, registry, pool)
+            await self._serve_pool(request, reply, record, parsed, registry, pool, entry)
 
     async def _serve_pool(
         self, request: Incoming, reply: Reply, record: RequestLog, parsed: Body,
-        registry: Registry, pool: PoolRef,
+        registry: Registry, pool: PoolRef, entry: Entry,
     ) -> None:  # fmt: skip
         """Try the pool's members in the order `choose` gives; the next one only when the last
         failed before a byte of its reply reached the client."""
@@ -147,8 +164,8 @@ class Inference:
                 route = self._route(registry, request, candidate.member)
                 try:
                     status = await self._send(
-                        request, reply, record, parsed, route, retryable=retryable, pooled=True,
-                        pool_line=pool_line,
+                        request, reply, record, parsed, route, entry, retryable=retryable,
+                        pooled=True, pool_line=pool_line,
                     )  # fmt: skip
                 except Failover as failover:
                     record.failovers += 1
@@ -188,7 +205,7 @@ class Inference:
 
     async def _send(
         self, request: Incoming, reply: Reply, record: RequestLog, parsed: Body, route: Route,
-        *, retryable: bool = False, pooled: bool = False, pool_line: bytes = b"",
+        entry: Entry, *, retryable: bool = False, pooled: bool = False, pool_line: bytes = b"",
     ) -> int | None:  # fmt: skip
         """Relay the request to `route`; the upstream's status (None: it never answered).
         `pooled`: a 5xx it answers is left to the pool to judge (`pools.failover`)."""
@@ -229,7 +246,10 @@ class Inference:
             provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
         )
         if not lane.try_acquire():
+            entry.phase = "queued"
             await lane.acquire()  # queue (FIFO) or 429
+            entry.phase = "connecting"
+        entry.upstream = exchange
         breakers = self.pools.breakers
         breakers.attempt(provider.id)
         residency = self.pools.catalog.residency
@@ -270,6 +290,7 @@ class Inference:
         model = wire if self.pools.catalog.serves(provider, wire) else ""  # (a metrics label)
         seconds = usage.generation_s or time.perf_counter() - record.started
         self.history.record(provider, model, record.key or "", usage, seconds)
+        self.throughput.add(provider, usage.completion)
 
 
 def _pool_header(pool: PoolRef) -> dict[str, str]:
@@ -279,3 +300,10 @@ def _pool_header(pool: PoolRef) -> dict[str, str]:
 
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
+
+
+def _uncancel() -> None:
+    """The task's cancellation was the operator's, and is handled: later awaits run normally."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

@@ -239,3 +239,27 @@ async def test_usage_panel_counts_the_prompt_just_sent(
     assert await page.locator('[data-since="7d"]').get_attribute("aria-pressed") == "true"
     await row.wait_for()
     await page.screenshot(path=ARTIFACTS / "fleet-page-usage.png", full_page=True)
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1100, "height": 900}, {"width": 390, "height": 844}]
+)
+async def test_a_running_request_is_listed_live_and_cancelled_from_the_page(
+    browser: Any, upstream: UpstreamFactory, gateway: GatewayFactory, viewport: dict[str, int]
+) -> None:
+    a = await upstream("machine-a", models=["qwen3"], chunks=5, stall_after=1)
+    gw = await gateway(registry_for({"id": "a", "label": "Box A", "baseUrl": a.url}))
+    page = await open_page(browser, gw, viewport=viewport)
+    payload = {"model": "a/qwen3", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    headers = {"X-Request-Id": "page-live", "User-Agent": "curl/8.5.0"}
+    async with gw.post("/v1/chat/completions", json=payload, headers=headers) as resp:
+        await resp.content.readuntil(b"\n\n")
+        row = page.locator('tr[data-request="page-live"]')
+        await row.locator(".state.streaming").wait_for()  # appeared without a reload
+        assert "curl" in (await row.text_content() or "")  # (a hidden column on a phone)
+        await page.screenshot(path=ARTIFACTS / f"requests-{viewport['width']}.png", full_page=True)
+        await row.get_by_role("button", name="Cancel request page-live").click()
+        await row.locator(".state.cancelled").wait_for()
+        rest = await resp.content.read()
+    assert b"request_cancelled" in rest  # the client was told
+    assert a.cancelled.is_set()  # and the machine's request was dropped

@@ -113,3 +113,30 @@ async def test_favorites_hidden_while_offline_and_never_deleted(
     a.models = ["qwen3", "gemma", "gone-model"]
     await catalog.refresh()
     assert await _favorites(gw) == ["b/qwen3", "a/gone-model", "a/gemma", "a/qwen3"]
+
+
+async def test_each_machine_shows_its_slots_queue_and_generation_rate(
+    gateway: GatewayFactory, upstream: UpstreamFactory
+) -> None:
+    a = await upstream(
+        "a", models=["m"], props_n_ctx={"m": 4096}, total_slots=4, timings=(10, 0, 120)
+    )
+    b = await upstream("b", models=["m"])
+    gw = await gateway(
+        registry_for(
+            {"id": "a", "baseUrl": a.url}, {"id": "b", "baseUrl": b.url, "maxConcurrent": 2}
+        )
+    )
+    payload = {"model": "a/m", "messages": [{"role": "user", "content": "hi"}]}
+    async with gw.post("/v1/chat/completions", json=payload) as resp:
+        assert resp.status == 200
+    async with gw.get("/api/models") as resp:
+        machines = {p["id"]: p for p in (await resp.json())["providers"]}
+    assert machines["a"]["slots"] == {"busy": 0, "total": 4}  # llama-server's total_slots
+    assert machines["b"]["slots"] == {"busy": 0, "total": 2}  # else its maxConcurrent
+    assert machines["a"]["queued"] == 0
+    assert machines["a"]["tokensPerSecond"] == 2.0  # 120 generated tokens over the last minute
+    assert (
+        machines["a"]["tokensPerMinute"][-1] == 120 and len(machines["a"]["tokensPerMinute"]) == 60
+    )
+    assert machines["b"]["tokensPerSecond"] == 0.0

@@ -16,11 +16,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.activity.rate import Throughput
 from gateway.control.state import STATE
 from gateway.core.values import iso_utc
 from gateway.fleet import modelref
 from gateway.fleet.catalog import ModelEntry, ProviderState
 from gateway.fleet.registry import Registry
+from gateway.fleet.residency import Residency
 from gateway.pools.lanes import Lane
 from gateway.pools.listing import listed_pools
 from gateway.pools.members import Pools
@@ -37,8 +39,11 @@ def _model(m: ModelEntry, provider_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _provider(state: ProviderState, status: str, lane: Lane | None) -> dict[str, Any]:
+def _provider(
+    state: ProviderState, status: str, lane: Lane | None, residency: Residency, rate: Throughput
+) -> dict[str, Any]:
     p = state.provider
+    in_flight = lane.in_flight if lane else 0
     return {
         "id": p.id,
         "label": p.label,
@@ -47,11 +52,25 @@ def _provider(state: ProviderState, status: str, lane: Lane | None) -> dict[str,
         "status": status,
         "lastSeen": _iso(state.last_seen),
         "lastError": state.last_error,
-        "inFlight": lane.in_flight if lane else 0,
+        "inFlight": in_flight,
         "queued": lane.queued if lane else 0,
         "maxConcurrent": p.max_concurrent,
+        "slots": {"busy": in_flight, "total": _slots(state, residency)},
+        "tokensPerSecond": rate.per_second(p.id),  # generation, the last minute
+        "tokensPerMinute": rate.per_minute(p.id),  # the last hour, oldest first
+
         "models": [_model(m, p.id) for m in state.models],
     }
+
+
+def _slots(state: ProviderState, residency: Residency) -> int | None:
+    """How many requests the machine runs at once: its loaded models' llama-server slots, else
+    its `maxConcurrent`; None when neither is known (a cloud: no such bound)."""
+    p = state.provider
+    loaded = residency.loaded(p.id)
+    known = [residency.slots(f"{p.id}/{wire}") for wire in loaded]
+    total = sum(n for n in known if n is not None)
+    return total or p.max_concurrent
 
 
 def _pools(
@@ -94,7 +113,10 @@ async def api_models(request: web.Request) -> web.Response:
     states = [(s, catalog.status(s)) for s in catalog.states()]
     states.sort(key=lambda pair: pair[0].provider.kind.is_cloud)  # stable: registry order kept
     lanes = request.app[STATE].lanes.snapshot()
-    providers = [_provider(s, status, lanes.get(s.provider.id)) for s, status in states]
+    residency, rate = catalog.residency, request.app[STATE].throughput
+    providers = [
+        _provider(s, status, lanes.get(s.provider.id), residency, rate) for s, status in states
+    ]
     registry = request.app[STATE].registry.current
     body: dict[str, Any] = {
         "defaultProvider": registry.default_provider,

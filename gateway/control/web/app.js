@@ -50,17 +50,90 @@ function fmtCtx(n) {
 
 // ---------------------------------------------------------------- fleet cards
 
+function sparkline(points, label) {
+  // the last hour's generated tokens per minute, as a line (no library: one SVG polyline)
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", "0 0 59 20");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  const top = Math.max(1, ...points);
+  const line = document.createElementNS(NS, "polyline");
+  line.setAttribute("points", points.map((v, i) => `${i},${(20 - (v / top) * 19).toFixed(1)}`).join(" "));
+  svg.append(line);
+  return svg;
+}
+
 function renderFleet(providers) {
   const list = $("fleet");
   list.replaceChildren(...providers.map((p) => {
     const lanes = p.maxConcurrent ? `${p.inFlight} running / ${p.maxConcurrent}, ${p.queued} queued` : `${p.inFlight} running`;
+    const slots = p.slots && p.slots.total ? `slots ${p.slots.busy}/${p.slots.total} busy · ` : "";
+    const minutes = p.tokensPerMinute || [];
     return el("li", { class: "card", "data-provider": p.id },
       el("h3", {}, el("span", { text: p.label }), el("span", { class: `badge ${p.status}`, text: p.status })),
       el("p", { class: "muted", text: `${p.id} · ${p.kind}${p.group === "cloud" ? " · cloud" : ""}` }),
       el("p", { text: `${p.models.length} model${p.models.length === 1 ? "" : "s"} · ${lanes}` }),
+      el("p", { class: "machine-rate", text: `${slots}${p.tokensPerSecond || 0} tok/s (last minute)` }),
+      ...(minutes.some((v) => v > 0) ? [sparkline(minutes, `tokens per minute, last hour, ${p.id}`)] : []),
       el("p", { class: "muted", text: `last seen ${ago(p.lastSeen)}` }),
       ...(p.lastError ? [el("p", { class: "error", text: p.lastError })] : []));
   }));
+}
+
+// ---------------------------------------------------------------- requests (live)
+
+const RUNNING = new Set(["queued", "connecting", "waiting", "streaming"]);
+
+function fmtMs(ms) {
+  return ms == null ? "–" : ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function requestRow(r) {
+  const tokens = r.completionTokens != null ? `${r.promptTokens} → ${r.completionTokens}` : "–";
+  const action = RUNNING.has(r.state)
+    ? el("button", { type: "button", class: "cancel", "aria-label": `Cancel request ${r.id}`, text: "Cancel", onclick: () => cancelRequest(r.id) })
+    : el("span", { class: "muted", text: r.error || (r.status != null ? String(r.status) : "") });
+  return el("tr", { "data-request": r.id },
+    el("td", { class: `state ${r.state}`, text: r.state }),
+    el("td", { text: r.model || "–" }),
+    el("td", { text: r.provider || "–" }),
+    el("td", { text: r.client || "–" }),
+    el("td", { text: fmtMs(r.ttftMs) }),
+    el("td", { text: fmtMs(r.durationMs) }),
+    el("td", { text: tokens }),
+    el("td", {}, action));
+}
+
+async function loadRequests() {
+  try {
+    const data = await api("/api/requests?recent=20");
+    $("requests-error").hidden = true;
+    const rows = [...data.active, ...data.recent];
+    $("requests-count").textContent = `${data.active.length} running`;
+    const focused = document.activeElement && document.activeElement.closest("tr[data-request]");
+    const keep = focused ? focused.dataset.request : null;
+    $("requests").tBodies[0].replaceChildren(...rows.map(requestRow));
+    if (keep) {  // keep keyboard focus across refreshes
+      const again = document.querySelector(`tr[data-request="${CSS.escape(keep)}"] button`);
+      if (again) again.focus();
+    }
+  } catch (err) {
+    $("requests-error").textContent = err.message;
+    $("requests-error").hidden = false;
+  }
+}
+
+async function cancelRequest(id) {
+  try {
+    await api(`/api/requests/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+  } catch (err) {
+    $("requests-error").textContent = err.message;
+    $("requests-error").hidden = false;
+  }
+  loadRequests();
 }
 
 // ---------------------------------------------------------------- pools
@@ -322,6 +395,8 @@ function start() {
   for (const b of document.querySelectorAll("[data-since]")) b.addEventListener("click", () => pickPeriod(b.dataset.since));
   load(true);
   setInterval(load, REFRESH_MS);
+  loadRequests();
+  setInterval(() => { if (!document.hidden) loadRequests(); }, Math.min(REFRESH_MS, 2000));
 }
 
 start();

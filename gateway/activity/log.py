@@ -1,0 +1,231 @@
+"""The activity log: one `Entry` per inference request, in `active` while it runs, then in
+`recent`, a ring of the last `recent_max`. Memory is bounded whatever the traffic: the ring by
+count, captures by count and size.
+
+On the request path this costs an object, a dict insert and a dict pop: the entry holds the
+request's own log record (`RequestLog`) and reads its state from it and from the exchange when
+asked, so nothing is copied per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from gateway.activity.clients import client_of
+from gateway.edge.relay import KEEP_FIRST
+from gateway.edge.reqlog import RequestLog
+
+Phase = Literal["queued", "connecting", "waiting", "streaming", "done", "error", "cancelled"]
+# Request headers never captured, nor any whose name says it carries a credential.
+_SECRET_WORDS = ("auth", "key", "token", "secret", "cookie", "session", "password")
+
+
+class Upstream(Protocol):
+    """What the entry reads of the exchange relaying it (gateway.edge.relay.Exchange)."""
+
+    @property
+    def conn(self) -> object | None: ...
+
+    @property
+    def status(self) -> int | None: ...
+
+    @property
+    def first(self) -> bytes | None: ...  # the reply's first KEEP_FIRST bytes (keep_ends)
+
+    @property
+    def prev(self) -> bytes: ...
+
+    @property
+    def last(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """A request's headers (none that carries a credential) and body, and its reply: whole, or
+    its first and last bytes (`reply_tail`) when it was longer than the size limit."""
+
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    body_truncated: bool
+    reply_head: bytes = b""
+    reply_tail: bytes = b""
+    reply_truncated: bool = False
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "headers": [list(h) for h in self.headers],
+            "body": self.body.decode("utf-8", "replace"),
+            "bodyTruncated": self.body_truncated,
+            "reply": self.reply_head.decode("utf-8", "replace"),
+            "replyTail": self.reply_tail.decode("utf-8", "replace"),
+            "replyTruncated": self.reply_truncated,
+        }
+
+
+class Entry:
+    __slots__ = (
+        "capture",
+        "client",
+        "ended",
+        "finished_phase",
+        "phase",
+        "record",
+        "serial",
+        "started_at",
+        "stream",
+        "task",
+        "upstream",
+        "want_cancel",
+    )
+
+    def __init__(self, serial: int, record: RequestLog, client: str, stream: bool) -> None:
+        self.serial = serial
+        self.record = record
+        self.client = client
+        self.stream = stream
+        self.started_at = time.time()
+        self.phase: Phase = "connecting"
+        self.finished_phase: Phase | None = None
+        self.ended: float | None = None
+        self.task: asyncio.Task[Any] | None = asyncio.current_task()
+        self.upstream: Upstream | None = None
+        self.want_cancel = False
+        self.capture: Capture | None = None
+
+    @property
+    def state(self) -> Phase:
+        if self.finished_phase is not None:
+            return self.finished_phase
+        if self.phase != "connecting":
+            return self.phase
+        upstream = self.upstream
+        if upstream is None:
+            return "connecting"
+        if upstream.status is not None:
+            return "streaming"
+        return "waiting" if upstream.conn is not None else "connecting"
+
+    def json(self) -> dict[str, Any]:
+        r = self.record
+        tokens = r.tokens
+        return {
+            "id": r.request_id,
+            "model": r.model,
+            "provider": r.provider,
+            "pool": r.pool,
+            "key": r.key,
+            "client": self.client,
+            "state": self.state,
+            "stream": self.stream,
+            "started": self.started_at,
+            "ttftMs": r.ttfb_ms,
+            "durationMs": r.duration_ms
+            if self.ended is not None
+            else round((time.perf_counter() - r.started) * 1000, 2),
+            "bytes": r.bytes,
+            "promptTokens": tokens[0] if tokens else None,
+            "completionTokens": tokens[1] if tokens else None,
+            "status": r.status,
+            "error": r.error,
+            "captured": self.capture is not None,
+        }
+
+
+class ActivityLog:
+    def __init__(self, recent_max: int = 1000, capture_max: int = 0, capture_bytes: int = 0):
+        self.active: dict[int, Entry] = {}
+        self.recent: deque[Entry] = deque(maxlen=recent_max)
+        self.capture_max = capture_max  # 0: captures off
+        self.capture_bytes = capture_bytes
+        self._captured: deque[Entry] = deque()  # the entries holding a capture, oldest first
+        self._serials = itertools.count(1)
+        self._cancelled: dict[int, asyncio.Future[None]] = {}  # serial -> resolved at its end
+
+    # -- the request path
+
+    def start(self, record: RequestLog, user_agent: bytes | None) -> Entry:
+        entry = Entry(next(self._serials), record, client_of(user_agent), stream=False)
+        self.active[entry.serial] = entry
+        return entry
+
+    def finish(self, entry: Entry) -> None:
+        """The request is over (its record is final)."""
+        if self.active.pop(entry.serial, None) is None:
+            return
+        entry.ended = time.time()
+        entry.task = None
+        entry.upstream = None
+        record = entry.record
+        if entry.want_cancel:
+            entry.finished_phase = "cancelled"
+        elif record.error is not None or (record.status or 0) >= 400:
+            entry.finished_phase = "error"
+        else:
+            entry.finished_phase = "done"
+        self.recent.append(entry)
+        if self._cancelled and (ended := self._cancelled.pop(entry.serial, None)) is not None:
+            ended.set_result(None)
+
+    def capture(self, entry: Entry, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Keep what this request sent and got (captures on): bounded per request and in all.
+        (Before `finish`: the reply is read from the exchange that relayed it.)"""
+        limit = self.capture_bytes
+        if not self.capture_max or limit <= 0:
+            return
+        upstream = entry.upstream
+        first = (upstream.first if upstream is not None else None) or b""
+        if len(first) < min(KEEP_FIRST, limit + 1):  # the whole reply (its first bytes grow
+            head, tail, cut = first, b"", False  # up to KEEP_FIRST, so shorter is all of it)
+        else:  # its first and last bytes: what a reply's status, shape and usage show
+            assert upstream is not None
+            ends = upstream.prev[-limit:] + upstream.last
+            head, tail, cut = first[: limit // 2], ends[-(limit - limit // 2) :], True
+        entry.capture = Capture(
+            headers=tuple(
+                (n.decode("latin-1"), v.decode("latin-1"))
+                for n, v in headers
+                if not any(w in n.lower().decode("latin-1") for w in _SECRET_WORDS)
+            ),
+            body=body[:limit],
+            body_truncated=len(body) > limit,
+            reply_head=head,
+            reply_tail=tail,
+            reply_truncated=cut,
+        )
+        self._captured.append(entry)
+        while len(self._captured) > self.capture_max:
+            self._captured.popleft().capture = None
+
+    # -- the control plane
+
+    def find(self, request_id: str) -> Entry | None:
+        """The newest request with this id: a running one first, then a recent one."""
+        for entry in reversed(self.active.values()):
+            if entry.record.request_id == request_id:
+                return entry
+        for entry in reversed(self.recent):
+            if entry.record.request_id == request_id:
+                return entry
+        return None
+
+    def cancel(self, entry: Entry) -> asyncio.Future[None] | None:
+        """End a running request (its upstream connection is closed; the client gets an error
+        that says it was cancelled); the future resolves when it has ended. None when it is
+        not running any more."""
+        if entry.serial not in self.active or entry.task is None or entry.want_cancel:
+            return None
+        entry.want_cancel = True
+        ended = self._cancelled[entry.serial] = asyncio.get_running_loop().create_future()
+        entry.task.cancel()
+        return ended
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "active": [e.json() for e in self.active.values()],
+            "recent": [e.json() for e in reversed(self.recent)],
+        }
