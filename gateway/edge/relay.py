@@ -117,6 +117,7 @@ class Exchange:
         "_loop",
         "_passthrough",
         "_refused_body",
+        "_refused_len",
         "_resent",
         "_timer",
         "beat_extra",
@@ -184,7 +185,8 @@ class Exchange:
         # member's keep-alive comments: 200 + SSE, so this exchange's errors end it as events
         self.sse = reply.started
         self.refused: int | None = None  # the upstream's error status after keep-alives went out
-        self._refused_body: list[bytes] = []
+        self._refused_body: list[bytes] = []  # the error body's reads, up to REFUSED_LIMIT...
+        self._refused_len = 0  # ...and their length (kept as they come: a read costs O(1))
         self._head = False
         self._last = self._loop.time()  # last upstream bytes (or the request going out)
         self._timer: asyncio.TimerHandle | None = None
@@ -253,8 +255,9 @@ class Exchange:
     def on_data(self, data: bytes) -> None:
         self._last = self._loop.time()
         if self.refused is not None:
-            if sum(map(len, self._refused_body)) < REFUSED_LIMIT:
+            if self._refused_len < REFUSED_LIMIT:  # (the last read kept may pass it; later ones go)
                 self._refused_body.append(data)
+                self._refused_len += len(data)
             return
         if self.keep_ends:  # (the upstream's own bytes)
             if self.first is None:
