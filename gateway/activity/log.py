@@ -70,32 +70,37 @@ class Capture:
 class Entry:
     __slots__ = (
         "capture",
-        "client",
-        "ended",
         "finished_phase",
         "phase",
         "record",
         "serial",
-        "started_at",
         "stream",
         "task",
         "upstream",
+        "user_agent",
         "want_cancel",
     )
 
-    def __init__(self, serial: int, record: RequestLog, client: str, stream: bool) -> None:
+    def __init__(self, serial: int, record: RequestLog, user_agent: bytes | None) -> None:
         self.serial = serial
         self.record = record
-        self.client = client
-        self.stream = stream
-        self.started_at = time.time()
+        self.user_agent = user_agent  # (named when asked: `client`)
+        self.stream = False
         self.phase: Phase = "connecting"
         self.finished_phase: Phase | None = None
-        self.ended: float | None = None
         self.task: asyncio.Task[Any] | None = asyncio.current_task()
         self.upstream: Upstream | None = None
         self.want_cancel = False
         self.capture: Capture | None = None
+
+    @property
+    def client(self) -> str:
+        return client_of(self.user_agent)
+
+    @property
+    def started_at(self) -> float:
+        """Wall-clock start (the record keeps the monotonic one)."""
+        return time.time() - (time.perf_counter() - self.record.started)
 
     @property
     def state(self) -> Phase:
@@ -125,7 +130,7 @@ class Entry:
             "started": self.started_at,
             "ttftMs": r.ttfb_ms,
             "durationMs": r.duration_ms
-            if self.ended is not None
+            if self.finished_phase is not None
             else round((time.perf_counter() - r.started) * 1000, 2),
             "bytes": r.bytes,
             "promptTokens": tokens[0] if tokens else None,
@@ -149,7 +154,7 @@ class ActivityLog:
     # -- the request path
 
     def start(self, record: RequestLog, user_agent: bytes | None) -> Entry:
-        entry = Entry(next(self._serials), record, client_of(user_agent), stream=False)
+        entry = Entry(next(self._serials), record, user_agent)
         self.active[entry.serial] = entry
         return entry
 
@@ -157,7 +162,6 @@ class ActivityLog:
         """The request is over (its record is final)."""
         if self.active.pop(entry.serial, None) is None:
             return
-        entry.ended = time.time()
         entry.task = None
         entry.upstream = None
         record = entry.record

@@ -33,8 +33,12 @@ class Throughput:
         return ring
 
     def add(self, provider: str, tokens: int) -> None:
+        """A reply's generated tokens (on the request path: a bucket addition, as a rule)."""
         now = int(self._clock() // BUCKET_S)
-        self._ring(provider, now)[now % BUCKETS] += tokens
+        ring = self._rings.get(provider)
+        if ring is None or self._at[provider] != now:
+            ring = self._ring(provider, now)
+        ring[now % BUCKETS] += tokens
 
     def per_second(self, provider: str) -> float:
         """Tokens per second over the last minute."""
