@@ -1,13 +1,16 @@
 """Generation throughput per machine from the gateway's own traffic: completion tokens of the
 replies that finished, in 10-second buckets over the last hour (360 integers a machine).
 
-`per_second` is the last minute's tokens / 60; `per_minute` the hour as 60 points, oldest first
-(the page's sparkline). A stream's tokens count when it ends."""
+Nothing is done per request: `sample` is given each machine's generated tokens so far (the
+usage history's running totals) every BUCKET_S and when the fleet is read, and puts the growth
+since the last sample in the bucket of now. `per_second` is the last minute's tokens / 60;
+`per_minute` the hour as 60 points, oldest first (the page's sparkline). A stream's tokens count
+when it ends."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 BUCKET_S = 10
 BUCKETS = 360  # one hour
@@ -18,6 +21,7 @@ class Throughput:
         self._clock = clock
         self._rings: dict[str, list[int]] = {}
         self._at: dict[str, int] = {}  # provider -> the bucket number its ring was last moved to
+        self._seen: dict[str, int] = {}  # provider -> its total at the last sample
 
     def _ring(self, provider: str, now_bucket: int) -> list[int]:
         ring = self._rings.get(provider)
@@ -32,13 +36,14 @@ class Throughput:
             self._at[provider] = now_bucket
         return ring
 
-    def add(self, provider: str, tokens: int) -> None:
-        """A reply's generated tokens (on the request path: a bucket addition, as a rule)."""
+    def sample(self, generated: Mapping[str, int]) -> None:
+        """Each machine's generated tokens since start-up (a total that only grows)."""
         now = int(self._clock() // BUCKET_S)
-        ring = self._rings.get(provider)
-        if ring is None or self._at[provider] != now:
-            ring = self._ring(provider, now)
-        ring[now % BUCKETS] += tokens
+        for provider, total in generated.items():
+            grown = total - self._seen.get(provider, 0)
+            self._seen[provider] = total
+            if grown > 0:
+                self._ring(provider, now)[now % BUCKETS] += grown
 
     def per_second(self, provider: str) -> float:
         """Tokens per second over the last minute."""

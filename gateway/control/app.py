@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway.access.keys import parse_keys
 from gateway.activity.log import ActivityLog
-from gateway.activity.rate import Throughput
+from gateway.activity.rate import BUCKET_S, Throughput
 from gateway.control import middleware
 from gateway.control.metrics import Metrics
 from gateway.control.state import STATE, State
@@ -103,12 +103,20 @@ async def _usage_history(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
     flusher = asyncio.ensure_future(history.run(stop))
     flusher.set_name("usage-flush")
+    _spawn(app, _sample_rates(state), "rate-sample")
     yield
     stop.set()  # its last flush writes what the last seconds recorded
     try:
         await flusher
     finally:
         history.close()
+
+
+async def _sample_rates(state: State) -> None:
+    """Each machine's generation rate, from the usage totals every bucket (nothing per request)."""
+    while True:
+        await asyncio.sleep(BUCKET_S)
+        state.throughput.sample(state.usage.generated())
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:

@@ -59,7 +59,6 @@ class Inference:
         self.pools = state.pools
         self.history = state.usage
         self.activity = state.activity
-        self.throughput = state.throughput
 
     async def serve(self, request: Incoming, reply: Reply) -> None:
         record = RequestLog(
@@ -290,7 +289,6 @@ class Inference:
         model = wire if self.pools.catalog.serves(provider, wire) else ""  # (a metrics label)
         seconds = usage.generation_s or time.perf_counter() - record.started
         self.history.record(provider, model, record.key or "", usage, seconds)
-        self.throughput.add(provider, usage.completion)
 
 
 def _pool_header(pool: PoolRef) -> dict[str, str]:

@@ -114,6 +114,13 @@ class UsageHistory:
             out.setdefault((provider, model), Sums()).add(sums)
         return out
 
+    def generated(self) -> dict[str, int]:
+        """Completion tokens per machine since start-up (flushed and pending)."""
+        out: dict[str, int] = {}
+        for (provider, _), sums in self.totals().items():
+            out[provider] = out.get(provider, 0) + sums.completion
+        return out
+
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every FLUSH_S until `stop` is set, then once more. Never cancelled: a write
         under way always finishes (a cancelled one would be written twice). A failed write is

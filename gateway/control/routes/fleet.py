@@ -114,6 +114,7 @@ async def api_models(request: web.Request) -> web.Response:
     states.sort(key=lambda pair: pair[0].provider.kind.is_cloud)  # stable: registry order kept
     lanes = request.app[STATE].lanes.snapshot()
     residency, rate = catalog.residency, request.app[STATE].throughput
+    rate.sample(request.app[STATE].usage.generated())  # (up to now, not the last tick)
     providers = [
         _provider(s, status, lanes.get(s.provider.id), residency, rate) for s, status in states
     ]
