@@ -10,7 +10,6 @@ asked, so nothing is copied per chunk.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any, Literal, Protocol
 from gateway.activity.clients import client_of
 from gateway.edge.relay import KEEP_FIRST
 from gateway.edge.reqlog import RequestLog
+
+_current_task = asyncio.current_task
 
 Phase = Literal["queued", "connecting", "waiting", "streaming", "done", "error", "cancelled"]
 # Request headers never captured, nor any whose name says it carries a credential.
@@ -73,7 +74,6 @@ class Entry:
         "finished_phase",
         "phase",
         "record",
-        "serial",
         "stream",
         "task",
         "upstream",
@@ -81,14 +81,13 @@ class Entry:
         "want_cancel",
     )
 
-    def __init__(self, serial: int, record: RequestLog, user_agent: bytes | None) -> None:
-        self.serial = serial
+    def __init__(self, record: RequestLog, user_agent: bytes | None) -> None:
         self.record = record
         self.user_agent = user_agent  # (named when asked: `client`)
         self.stream = False
         self.phase: Phase = "connecting"
         self.finished_phase: Phase | None = None
-        self.task: asyncio.Task[Any] | None = asyncio.current_task()
+        self.task: asyncio.Task[Any] | None = _current_task()
         self.upstream: Upstream | None = None
         self.want_cancel = False
         self.capture: Capture | None = None
@@ -143,24 +142,23 @@ class Entry:
 
 class ActivityLog:
     def __init__(self, recent_max: int = 1000, capture_max: int = 0, capture_bytes: int = 0):
-        self.active: dict[int, Entry] = {}
+        self.active: dict[Entry, None] = {}  # (a dict: ordered, O(1) removal)
         self.recent: deque[Entry] = deque(maxlen=recent_max)
         self.capture_max = capture_max  # 0: captures off
         self.capture_bytes = capture_bytes
         self._captured: deque[Entry] = deque()  # the entries holding a capture, oldest first
-        self._serials = itertools.count(1)
-        self._cancelled: dict[int, asyncio.Future[None]] = {}  # serial -> resolved at its end
+        self._cancelled: dict[Entry, asyncio.Future[None]] = {}  # resolved at its end
 
     # -- the request path
 
     def start(self, record: RequestLog, user_agent: bytes | None) -> Entry:
-        entry = Entry(next(self._serials), record, user_agent)
-        self.active[entry.serial] = entry
+        entry = Entry(record, user_agent)
+        self.active[entry] = None
         return entry
 
     def finish(self, entry: Entry) -> None:
         """The request is over (its record is final)."""
-        if self.active.pop(entry.serial, None) is None:
+        if self.active.pop(entry, False) is False:  # (not running: finished already)
             return
         entry.task = None
         entry.upstream = None
@@ -172,7 +170,7 @@ class ActivityLog:
         else:
             entry.finished_phase = "done"
         self.recent.append(entry)
-        if self._cancelled and (ended := self._cancelled.pop(entry.serial, None)) is not None:
+        if self._cancelled and (ended := self._cancelled.pop(entry, None)) is not None:
             ended.set_result(None)
 
     def capture(self, entry: Entry, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -209,7 +207,7 @@ class ActivityLog:
 
     def find(self, request_id: str) -> Entry | None:
         """The newest request with this id: a running one first, then a recent one."""
-        for entry in reversed(self.active.values()):
+        for entry in reversed(self.active):
             if entry.record.request_id == request_id:
                 return entry
         for entry in reversed(self.recent):
@@ -221,15 +219,15 @@ class ActivityLog:
         """End a running request (its upstream connection is closed; the client gets an error
         that says it was cancelled); the future resolves when it has ended. None when it is
         not running any more."""
-        if entry.serial not in self.active or entry.task is None or entry.want_cancel:
+        if entry not in self.active or entry.task is None or entry.want_cancel:
             return None
         entry.want_cancel = True
-        ended = self._cancelled[entry.serial] = asyncio.get_running_loop().create_future()
+        ended = self._cancelled[entry] = asyncio.get_running_loop().create_future()
         entry.task.cancel()
         return ended
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         return {
-            "active": [e.json() for e in self.active.values()],
+            "active": [e.json() for e in self.active],
             "recent": [e.json() for e in reversed(self.recent)],
         }
