@@ -5,6 +5,10 @@ that stopped answering keeps its models listed (`stale`, then `offline`) but its
 hidden at once — never deleted.
 
 Local machines come first, then cloud providers (`group`), each group in registry order.
+Each local machine's model has its `state` (`loaded` / `loading` / `unloaded`: what pools see);
+each provider its `mode`, what the machine turned out to be (`llama-swap`, `router`: a
+llama-server in router mode, `llama-server`: a plain one; None for a cloud).
+
 Nothing secret is shown: no keys, and errors are the gateway's own messages.
 """
 
@@ -21,6 +25,7 @@ from gateway.core.values import iso_utc
 from gateway.fleet import modelref
 from gateway.fleet.catalog import ModelEntry, ProviderState
 from gateway.fleet.registry import Registry
+from gateway.fleet.residency import Residency
 from gateway.pools.lanes import Lane
 from gateway.pools.listing import listed_pools
 from gateway.pools.members import Pools
@@ -30,15 +35,21 @@ def _iso(ts: float | None) -> str | None:
     return iso_utc(ts) if ts else None
 
 
-def _model(m: ModelEntry, provider_id: str) -> dict[str, Any]:
-    return {
+def _model(m: ModelEntry, provider_id: str, residency: Residency | None) -> dict[str, Any]:
+    out = {
         "id": m.id, "provider": provider_id, "wire": m.wire, "contextWindow": m.context_window,
         "capabilities": m.capabilities.json() if m.capabilities else None,
     }  # fmt: skip
+    if residency is not None:  # a local machine's: loaded / loading / unloaded
+        out["state"] = residency.state(provider_id, m.wire)
+    return out
 
 
-def _provider(state: ProviderState, status: str, lane: Lane | None) -> dict[str, Any]:
+def _provider(
+    state: ProviderState, status: str, lane: Lane | None, residency: Residency
+) -> dict[str, Any]:
     p = state.provider
+    local = None if p.kind.is_cloud else residency
     return {
         "id": p.id,
         "label": p.label,
@@ -50,7 +61,8 @@ def _provider(state: ProviderState, status: str, lane: Lane | None) -> dict[str,
         "inFlight": lane.in_flight if lane else 0,
         "queued": lane.queued if lane else 0,
         "maxConcurrent": p.max_concurrent,
-        "models": [_model(m, p.id) for m in state.models],
+        "mode": state.mode,  # what the machine turned out to be (None: cloud, or not yet known)
+        "models": [_model(m, p.id, local) for m in state.models],
     }
 
 
@@ -94,7 +106,9 @@ async def api_models(request: web.Request) -> web.Response:
     states = [(s, catalog.status(s)) for s in catalog.states()]
     states.sort(key=lambda pair: pair[0].provider.kind.is_cloud)  # stable: registry order kept
     lanes = request.app[STATE].lanes.snapshot()
-    providers = [_provider(s, status, lanes.get(s.provider.id)) for s, status in states]
+    providers = [
+        _provider(s, status, lanes.get(s.provider.id), catalog.residency) for s, status in states
+    ]
     registry = request.app[STATE].registry.current
     body: dict[str, Any] = {
         "defaultProvider": registry.default_provider,
