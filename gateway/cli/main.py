@@ -278,7 +278,9 @@ async def check(settings: Settings, registry: Registry) -> int:
         shown = ", ".join(m.wire for m in state.models[:6]) + (
             " ..." if len(state.models) > 6 else ""
         )
-        rows.append((p.id, p.kind.value, url, "up" if ok else f"DOWN: {state.last_error}", shown))
+        kind = p.kind.value  # and what the machine turned out to be, when that differs
+        kind += f" ({state.mode})" if state.mode and state.mode != kind else ""
+        rows.append((p.id, kind, url, "up" if ok else f"DOWN: {state.last_error}", shown))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])

@@ -40,6 +40,7 @@ async def test_check_prints_the_fleet_and_exit_code(
     code, out = await run_cli("check", env={"LLAMA_PROVIDERS_PATH": str(path)}, cwd=tmp_path)
     assert code == 0, out
     assert "sam" in out and "up" in out and "qwen3, gemma" in out
+    assert "llama-swap (llama-server)" in out  # no /running there: a plain llama-server
     assert "sk-hide-me" not in out
     path.write_text(
         json.dumps(
