@@ -64,8 +64,23 @@ class FakeUpstream:
     # llama-swap: a request for a model not in `running` swaps it in (running becomes [it]);
     # each inference request records whether its model was loaded when it arrived
     loaded_on_arrival: list[bool] = field(default_factory=list)
+    # llama-server in router mode (`--models-dir`): wire id -> status.value; `models` follows it.
+    # Its list, load and unload answer as the real one does (router_entry); so does its /props:
+    # `/props?model=X` of an unloaded X loads it unless `autoload=false` (like the real one)
+    router: dict[str, str] | None = None
+    router_max: int = 1  # --models-max
+    router_load_s: float = 0.0  # a load stays `loading` this long
+    router_failing: set[str] = field(default_factory=set)  # loads that fail (exit code 1)
+    router_modalities: dict[str, list[str]] = field(default_factory=dict)  # default ["text"]
+    router_args_ctx: int | None = 2048  # --ctx-size in each entry's status.args
+    router_status: int = 200  # POST /models/load|unload's status (500: a broken router)
+    # llama-swap: a GET /upstream/<m>/health loads m (answered by the model's llama-server);
+    # POST /api/models/unload/<m> unloads it; None: a llama-swap older than v162 (404)
+    swap_unload: bool = True
 
     def __post_init__(self) -> None:
+        if self.router is not None:
+            self.models = list(self.router)
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.idle.set()
@@ -80,9 +95,14 @@ class FakeUpstream:
     async def start(self, port: int = 0) -> FakeUpstream:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/models", self._models)
         app.router.add_get("/running", self._running)
         app.router.add_get("/props", self._props)
         app.router.add_get("/upstream/{model}/props", self._props)
+        app.router.add_get("/upstream/{model}/health", self._swap_load)
+        app.router.add_post("/api/models/unload/{model}", self._swap_unload)
+        app.router.add_post("/models/load", self._router_change)
+        app.router.add_post("/models/unload", self._router_change)
         app.router.add_post("/{tail:.*}", self._inference)
         self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
@@ -114,6 +134,14 @@ class FakeUpstream:
         self._record(request, b"")
         if self.down:
             raise web.HTTPServiceUnavailable()
+        if self.router is not None:
+            return web.json_response({"data": [
+                router_entry(w, v, self.router_args_ctx, self.router_modalities.get(w),
+                             failed=w in self.router_failing)
+                for w, v in self.router.items()
+            ], "object": "list"})  # fmt: skip
+        if request.path == "/models":
+            raise web.HTTPNotFound()
         data = []
         for m in self.models:
             entry: dict[str, Any] = {"id": m, "object": "model", "created": 1, "owned_by": "fake"}
@@ -126,7 +154,7 @@ class FakeUpstream:
 
     async def _running(self, request: web.Request) -> web.StreamResponse:
         self._record(request, b"")
-        if self.running is None:
+        if self.running is None or self.router is not None:
             raise web.HTTPNotFound()
         if self.running_status != 200:
             raise web.HTTPException(status=self.running_status)  # type: ignore[call-arg]
@@ -137,6 +165,8 @@ class FakeUpstream:
     async def _props(self, request: web.Request) -> web.StreamResponse:
         """llama-server /props; via llama-swap's /upstream/<model>/props for one model."""
         self._record(request, b"")
+        if self.router is not None:
+            return self._router_props(request)
         wire = request.match_info.get("model") or next(iter(self.props_n_ctx), "")
         if wire not in self.props_n_ctx:
             raise web.HTTPNotFound()
@@ -145,6 +175,96 @@ class FakeUpstream:
             props["total_slots"] = self.total_slots
         props.update(self.props_extra)
         return web.json_response(props)
+
+    # ---------------------------------------------------------------- loading and unloading
+
+    def _router_props(self, request: web.Request) -> web.StreamResponse:
+        assert self.router is not None
+        wire = request.query.get("model")
+        if wire is None:  # the router's own
+            return web.json_response({"role": "router", "max_instances": self.router_max,
+                                      "models_autoload": True, "model_path": "none",
+                                      "default_generation_settings": {"n_ctx": 0}})  # fmt: skip
+        if wire not in self.router:
+            return _llama_error(400, f"model '{wire}' not found")
+        if self.router[wire] != "loaded":
+            if request.query.get("autoload") == "false":
+                return _llama_error(400, "model is not loaded")
+            self._router_load_now(wire)  # like the real one: asking loads it
+        props: dict[str, Any] = {
+            "default_generation_settings": {"n_ctx": self.props_n_ctx.get(wire, 2048)},
+            "model_alias": wire, **self.props_extra,
+        }  # fmt: skip
+        if self.total_slots is not None:
+            props["total_slots"] = self.total_slots
+        return web.json_response(props)
+
+    def _router_load_now(self, wire: str) -> None:
+        assert self.router is not None
+        loaded = [w for w, v in self.router.items() if v in ("loaded", "loading") and w != wire]
+        for evicted in loaded[: max(0, len(loaded) - self.router_max + 1)]:
+            self.router[evicted] = "unloaded"
+        if wire in self.router_failing:
+            self.router[wire] = "unloaded"
+            return
+        self.router[wire] = "loading" if self.router_load_s else "loaded"
+        if self.router_load_s:
+            asyncio.get_running_loop().call_later(self.router_load_s, self._router_ready, wire)
+
+    def _router_ready(self, wire: str) -> None:
+        if self.router is not None and self.router.get(wire) == "loading":
+            self.router[wire] = "loaded"
+
+    async def _router_change(self, request: web.Request) -> web.StreamResponse:
+        """POST /models/load|unload, answered like llama-server b1-571d0d5 does."""
+        body = await request.read()
+        self._record(request, body)
+        if self.router is None:
+            raise web.HTTPNotFound()
+        if self.router_status != 200:
+            return _llama_error(self.router_status, "the router broke")
+        try:
+            wire = orjson.loads(body).get("model")
+        except (orjson.JSONDecodeError, AttributeError):
+            return _llama_error(500, "[json.exception.parse_error.101] parse error")
+        if not isinstance(wire, str) or wire not in self.router:
+            if request.path.endswith("/unload") and isinstance(wire, str):
+                return _llama_error(400, "model is not found")
+            return web.json_response(
+                {"error": {"message": "File Not Found", "type": "not_found_error", "code": 404}},
+                status=404,
+            )
+        if request.path.endswith("/load"):
+            if self.router[wire] in ("loaded", "loading"):
+                return _llama_error(400, "model is already running")
+            self._router_load_now(wire)
+        else:
+            if self.router[wire] == "unloaded":
+                return _llama_error(400, "model is not running")
+            self.router[wire] = "unloaded"
+        return web.json_response({"success": True})
+
+    async def _swap_load(self, request: web.Request) -> web.StreamResponse:
+        """llama-swap's /upstream/<m>/health: it swaps m in, then the model's /health answers."""
+        self._record(request, b"")
+        wire = request.match_info["model"]
+        if wire not in self.models or self.running is None:
+            return web.Response(status=404, text="model not found")
+        if self.first_byte_delay:
+            await asyncio.sleep(self.first_byte_delay)  # the swap
+        if wire not in self.running:
+            self.running = [wire]
+        return web.json_response({"status": "ok"})
+
+    async def _swap_unload(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, b"")
+        wire = request.match_info["model"]
+        if not self.swap_unload:
+            return web.Response(status=404, text="404 page not found")
+        if wire not in self.models or self.running is None:
+            return web.Response(status=404, text="Model not found")
+        self.running = [m for m in self.running if m != wire]
+        return web.Response(text="OK")
 
     def probed(self) -> list[str]:
         """Paths of every context look-up that reached this server."""
@@ -164,7 +284,12 @@ class FakeUpstream:
         body = await request.read()
         self._record(request, body)
         self.arrived.set()
-        if self.running is not None and request.path != "/v1/messages/count_tokens":
+        if self.router is not None and request.path != "/v1/messages/count_tokens":
+            model = orjson.loads(body).get("model")
+            self.loaded_on_arrival.append(self.router.get(model) == "loaded")
+            if self.router.get(model) == "unloaded":
+                self._router_load_now(model)  # autoload
+        elif self.running is not None and request.path != "/v1/messages/count_tokens":
             model = orjson.loads(body).get("model")
             self.loaded_on_arrival.append(model in self.running)
             if model not in self.running:
@@ -307,6 +432,40 @@ class FakeUpstream:
             raise
         await response.write_eof()
         return response
+
+
+def router_entry(
+    wire: str,
+    value: str,
+    ctx: int | None = 2048,
+    modalities: list[str] | None = None,
+    *,
+    failed: bool = False,
+) -> dict[str, Any]:
+    """One entry of a llama-server router's `GET /models`, in the shape llama-server b1-571d0d5
+    answers (recorded in tests/fleet/test_router.py)."""
+    args = ["/opt/llama-server", "--host", "127.0.0.1", "--metrics", "--port", "0",
+            "--alias", wire, *(["--ctx-size", str(ctx)] if ctx is not None else []),
+            "--model", f"/models/{wire}.gguf", "--parallel", "1", "--threads", "1"]  # fmt: skip
+    status: dict[str, Any] = {"value": value, "args": args, "preset": f"[{wire}]\n"}
+    if failed and value == "unloaded":
+        status.update(failed=True, exit_code=1)
+    entry: dict[str, Any] = {
+        "id": wire, "aliases": [], "tags": [], "object": "model", "owned_by": "llamacpp",
+        "created": 1796456900, "status": status,
+        "architecture": {"input_modalities": modalities or ["text"], "output_modalities": ["text"]},
+        "source": "models_dir", "can_remove": False,
+    }  # fmt: skip
+    if value == "loaded" and ctx is not None:
+        entry["meta"] = {"vocab_type": 2, "n_ctx": ctx, "n_ctx_train": 8192}
+    return entry
+
+
+def _llama_error(status: int, message: str) -> web.Response:
+    kind = "invalid_request_error" if status == 400 else "server_error"
+    return web.json_response(
+        {"error": {"code": status, "message": message, "type": kind}}, status=status
+    )
 
 
 class GarbageUpstream:

@@ -22,6 +22,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -172,12 +173,57 @@ def start_server(
         "1",
         *extra,
     ]
+    return _launch(name, alias, port, host, cmd, server.env, log_dir, ready_timeout)
+
+
+def start_router(
+    name: str,
+    models: Sequence[str],
+    models_dir: Path,
+    *,
+    models_max: int = 1,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    ctx: int = 2048,
+    log_dir: Path | None = None,
+    ready_timeout: float = 60.0,
+) -> LlamaServer:
+    """Start one llama-server in router mode (`--models-dir`, no `-m`): `models_dir` gets the
+    demo model under each name of `models` (`<name>.gguf`, a symlink; the router serves it as
+    `<name>`), loaded on demand, at most `models_max` at once. Nothing is loaded at start."""
+    server = llama_server()
+    model = model_path()
+    if server.prebuilt and (missing := missing_cpu_flags(cpu_flags())):
+        raise LauncherError(unsupported_cpu(missing))
+    models_dir.mkdir(parents=True, exist_ok=True)
+    for wire in models:
+        link = models_dir / f"{wire}.gguf"
+        if not link.exists():
+            link.symlink_to(model)
+    port = port or free_port(host)
+    cmd = [
+        str(server.path), "--models-dir", str(models_dir), "--models-max", str(models_max),
+        "--host", host, "--port", str(port), "-c", str(ctx), "-t", "1", "--metrics", "-np", "1",
+    ]  # fmt: skip
+    return _launch(name, ",".join(models), port, host, cmd, server.env, log_dir, ready_timeout)
+
+
+def _launch(
+    name: str,
+    alias: str,
+    port: int,
+    host: str,
+    cmd: list[str],
+    env: dict[str, str],
+    log_dir: Path | None,
+    ready_timeout: float,
+) -> LlamaServer:
     log_path = log_dir / f"llama-server-{name}.log" if log_dir else None
     out: IO[bytes] | int = log_path.open("wb") if log_path else subprocess.DEVNULL
     try:
         process = subprocess.Popen(
             cmd,
-            env=server.env,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

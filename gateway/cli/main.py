@@ -1,4 +1,4 @@
-"""Command line: `boocode-gateway [serve|check|demo]` (also `python -m gateway`).
+"""Command line: `boocode-gateway [serve|check|demo|sync|load|unload]` (also `python -m gateway`).
 
 Environment variables configure everything; flags override them.
 """
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check,sync}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check,sync,load,unload}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--providers", type=Path, help="registry file (LLAMA_PROVIDERS_PATH)")
     serve = sub.add_parser(
@@ -93,6 +93,21 @@ def _parser() -> argparse.ArgumentParser:
         "(default: GATEWAY_URL; without either, this machine's registry at GATEWAY_HOST/PORT)",
     )
     sync.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    for action, doing in (("load", "Load"), ("unload", "Unload")):
+        change = sub.add_parser(
+            action,
+            parents=[common],
+            help=f"{action} a model on its machine, through the running gateway",
+            description=f"{doing} a model on its machine (llama-swap, or a llama-server in "
+            "router mode) through the running gateway's POST /api/models/" + action + ", sent "
+            "the first key of GATEWAY_API_KEYS; prints the model's state when done.",
+        )
+        change.add_argument("model", help="composite id: provider/model")
+        change.add_argument(
+            "--base-url",
+            help="the gateway (default: GATEWAY_URL; without either, this machine's at "
+            "GATEWAY_HOST/PORT)",
+        )
     sub.add_parser(
         "check",
         parents=[common],
@@ -133,8 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except LauncherError as exc:
             print(f"boocode-gateway demo: {exc}", file=sys.stderr)
             return 1
-    if command in ("check", "sync"):
+    if command in ("check", "sync", "load", "unload"):
         gwlogging.configure("console", level=logging.ERROR)
+    if command in ("load", "unload"):
+        return asyncio.run(change(settings, args))
     if command == "check":
         return asyncio.run(check(settings, registry))
     if command == "sync":
@@ -227,6 +244,24 @@ async def sync(settings: Settings, registry: Registry, args: argparse.Namespace)
     return 0
 
 
+async def change(settings: Settings, args: argparse.Namespace) -> int:
+    """`load` / `unload` a model through the running gateway."""
+    from gateway.access.keys import first_secret
+    from gateway.cli import control
+    from gateway.sync.run import public_base_url
+
+    remote = args.base_url or os.environ.get("GATEWAY_URL", "").strip()
+    code, line = await control.change(
+        remote or public_base_url(settings), first_secret(settings.api_keys), args.command,
+        args.model, settings.first_byte_timeout_s,
+    )  # fmt: skip
+    if code == 0:
+        print(line)
+    else:
+        print(f"boocode-gateway {args.command}: {line}", file=sys.stderr)
+    return code
+
+
 async def check(settings: Settings, registry: Registry) -> int:
     """Probe every provider once and print the fleet."""
     catalog = await _probe(settings, registry)
@@ -243,7 +278,9 @@ async def check(settings: Settings, registry: Registry) -> int:
         shown = ", ".join(m.wire for m in state.models[:6]) + (
             " ..." if len(state.models) > 6 else ""
         )
-        rows.append((p.id, p.kind.value, url, "up" if ok else f"DOWN: {state.last_error}", shown))
+        kind = p.kind.value  # and what the machine turned out to be, when that differs
+        kind += f" ({state.mode})" if state.mode and state.mode != kind else ""
+        rows.append((p.id, kind, url, "up" if ok else f"DOWN: {state.last_error}", shown))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])

@@ -11,7 +11,16 @@ from enum import Enum
 
 from aiohttp import web
 
-from gateway.control.routes import fleet, health, models, page, requests, settings, usage
+from gateway.control.routes import (
+    fleet,
+    health,
+    loading,
+    models,
+    page,
+    requests,
+    settings,
+    usage,
+)
 from gateway.edge.errors import Envelope
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -43,6 +52,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/messages/count_tokens", EDGE, envelope=ANTHROPIC),
     Route("GET", "/v1/models", CONTROL, models.list_models),
     Route("GET", "/api/models", CONTROL, fleet.api_models),
+    Route("POST", "/api/models/load", CONTROL, loading.load_model),
+    Route("POST", "/api/models/unload", CONTROL, loading.unload_model),
     Route("GET", "/api/usage", CONTROL, usage.api_usage),
     Route("GET", "/api/requests", CONTROL, requests.list_requests),
     Route("GET", "/api/requests/{id}", CONTROL, requests.get_request),

@@ -3,6 +3,10 @@
 `GET /v1/models` is served from here, never from an upstream call per request. A provider that
 stops answering keeps its last-known models as `stale`, then `offline` after `offline_after_s`;
 it returns by itself when it answers again. Providers not online are retried more often.
+
+What a local machine is, is read from its answers each refresh (its registry `kind` is a hint
+only): a model list whose entries carry a `status` object is a llama-server in router mode
+(router.py); else a `/running` that answers is llama-swap, and a 404 there a plain llama-server.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ import structlog
 
 from gateway.core.errors import GatewayError, from_upstream
 from gateway.core.values import positive_int
-from gateway.fleet import context, modelref
+from gateway.fleet import context, modelref, router
 from gateway.fleet.context import Capabilities
 from gateway.fleet.learned import Learned
-from gateway.fleet.registry import Provider, ProviderKind, Registry, RegistryBox
-from gateway.fleet.residency import Residency
+from gateway.fleet.registry import Provider, Registry, RegistryBox
+from gateway.fleet.residency import ModelState, Residency
 
 log = structlog.get_logger("gateway.catalog")
 
 Status = Literal["online", "stale", "offline"]
+# what a local machine turned out to be: llama-swap, a llama-server in router mode, or a plain
+# llama-server (one model, always loaded)
+Mode = Literal["llama-swap", "router", "llama-server"]
 RETRY_S = 10.0  # how soon a provider that is not online is asked again
 
 
@@ -38,7 +45,8 @@ class ModelEntry:
     wire: str
     created: int
     context_window: int | None
-    capabilities: Capabilities | None = None  # where a /props said
+    capabilities: Capabilities | None = None  # where a /props (or a router's list) said
+    status: ModelState | None = None  # a router's list: its `status.value` (None: not a router)
 
 
 @dataclass(slots=True)
@@ -49,6 +57,7 @@ class ProviderState:
     last_error: str | None = None
     failing_since: float | None = None
     wires: frozenset[str] = frozenset()  # the wire ids of `models`
+    mode: Mode | None = None  # a local machine, once its answers said (None: cloud, not yet)
 
     @property
     def answered(self) -> bool:
@@ -64,10 +73,12 @@ class ProviderState:
 
 
 def _context_window(entry: dict[str, Any]) -> int | None:
-    for value in (entry.get("context_length"), (entry.get("meta") or {}).get("n_ctx")):
+    meta = entry.get("meta")
+    n_ctx = meta.get("n_ctx") if isinstance(meta, dict) else None
+    for value in (entry.get("context_length"), n_ctx):
         if (window := positive_int(value)) is not None:
             return window
-    return None
+    return router.ctx_size(entry)  # a router's unloaded model: the --ctx-size it would get
 
 
 def parse_model_list(provider_id: str, data: Any) -> tuple[ModelEntry, ...]:
@@ -90,6 +101,8 @@ def parse_model_list(provider_id: str, data: Any) -> tuple[ModelEntry, ...]:
                 wire=wire,
                 created=created if isinstance(created, int) else 0,
                 context_window=_context_window(item),
+                capabilities=router.capabilities_of(item),
+                status=router.state_of(item),
             ),
         )
     return tuple(out.values())
@@ -127,6 +140,20 @@ class Catalog:
     @property
     def registry(self) -> Registry:
         return self._registry.current
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The client the catalog asks the fleet with (loads and unloads use it too)."""
+        return self._session
+
+    def state_of(self, provider_id: str) -> ProviderState | None:
+        return next((s for s in self.states() if s.provider.id == provider_id), None)
+
+    async def refresh_provider(self, provider_id: str) -> None:
+        """Ask one provider now (after a load or unload there), as a refresh would."""
+        state = self.state_of(provider_id)
+        if state is not None:
+            await self._refresh_one(state)
 
     def serves(self, provider_id: str, wire: str) -> bool:
         """`wire` is in `provider_id`'s last model list (a metrics label may name it)."""
@@ -182,13 +209,21 @@ class Catalog:
             log.info("provider_up", provider=provider.id, models=len(models))
         wires = [m.wire for m in models]
         running: list[str] | None = None
-        if provider.kind is ProviderKind.LLAMA_SWAP:
-            known, running = await self._running(provider, headers)
+        is_router = provider.kind.is_local and any(m.status is not None for m in models)
+        if is_router:  # its list says what is loaded: /running is a 404 there
+            running = [m.wire for m in models if m.status == "loaded"]
+            loading = [m.wire for m in models if m.status == "loading"]
+            at_once = await self._router_max(provider, headers)
+            self.residency.refreshed(provider.id, wires, running, loading, at_once)
+            state.mode = "router"
+        elif provider.kind.is_local:
+            known, running, loading = await self._running(provider, headers)
             if known:
-                self.residency.refreshed(provider.id, wires, running)
+                self.residency.refreshed(provider.id, wires, running, loading)
+                state.mode = "llama-server" if running is None else "llama-swap"
             else:
                 running = []  # unknown: probe nothing (probing an unloaded model loads it)
-        state.models = await self._with_contexts(provider, models, headers, running)
+        state.models = await self._with_contexts(provider, models, headers, running, is_router)
         state.wires = frozenset(wires)
         state.last_seen = self._clock()
         state.last_error = None
@@ -196,23 +231,36 @@ class Catalog:
 
     async def _running(
         self, provider: Provider, headers: dict[str, str]
-    ) -> tuple[bool, list[str] | None]:
-        """llama-swap's loaded models (`GET /running`, which never loads one): (known, models);
-        models None for a server without `/running` (404: a plain llama-server). Not known
-        when it failed: then what the gateway knew stays."""
+    ) -> tuple[bool, list[str] | None, list[str]]:
+        """llama-swap's loaded models (`GET /running`, which never loads one): (known, loaded,
+        loading); loaded None for a server without `/running` (404: a plain llama-server). Not
+        known when it failed: then what the gateway knew stays."""
         try:
             async with self._session.get(
                 provider.base_url + "/running", headers=headers, timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:  # fmt: skip
                 if resp.status == 404:
-                    return True, None
+                    return True, None, []
                 if resp.status != 200:
-                    return False, None
-                loaded = context.loaded_models(orjson.loads(await resp.read()))
+                    return False, None, []
+                states = context.running_states(orjson.loads(await resp.read()))
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
-            return False, None
-        return loaded is not None, loaded
+            return False, None, []
+        if states is None:
+            return False, None, []
+        loaded = [m for m, s in states.items() if s == "loaded"]
+        return True, loaded, [m for m, s in states.items() if s == "loading"]
+
+    async def _router_max(self, provider: Provider, headers: dict[str, str]) -> int | None:
+        """A router's `--models-max`, from its own `/props` (no model named: nothing loads)."""
+        try:
+            props = await context.get_json(
+                self._session, provider.base_url + "/props", headers, self._timeout
+            )
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        return router.max_instances(props)
 
     async def _with_contexts(
         self,
@@ -220,6 +268,7 @@ class Catalog:
         models: tuple[ModelEntry, ...],
         headers: dict[str, str],
         running: list[str] | None,
+        is_router: bool = False,
     ) -> tuple[ModelEntry, ...]:
         """Fill in context windows (and slots, for pools) from `/props`; a window once learned
         is kept (keyed by composite id), and what an earlier run learned (`learned`) stands in
@@ -227,7 +276,7 @@ class Catalog:
         for m in models:
             if m.context_window is not None:
                 self._contexts[m.id] = m.context_window
-        local = provider.kind is ProviderKind.LLAMA_SWAP
+        local = provider.kind.is_local
         missing = [
             m.wire for m in models
             if m.id not in self._contexts or (local and m.id not in self._props_answered)
@@ -235,7 +284,7 @@ class Catalog:
         try:
             found = await context.probe(
                 self._session, provider, [m.wire for m in models], missing, headers,
-                self._timeout, running,
+                self._timeout, running, router=is_router,
             )  # fmt: skip
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("context_probe_failed", provider=provider.id, error=type(exc).__name__)
@@ -258,7 +307,9 @@ class Catalog:
             out.append(replace(
                 m,
                 context_window=m.context_window or self._contexts.get(m.id) or window,
-                capabilities=self._capabilities.get(m.id) or capabilities,
+                capabilities=Capabilities.merged(
+                    self._capabilities.get(m.id) or capabilities, m.capabilities
+                ),
             ))  # fmt: skip
         return tuple(out)
 

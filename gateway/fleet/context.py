@@ -4,8 +4,11 @@
 2. llama-swap: only models already loaded (`GET /running`, asked by the catalog each refresh),
    via `/upstream/<wire>/props`;
    probing an unloaded model there makes llama-swap load it, so there is never a sweep;
-3. a plain llama-server (no `/running`): its `/props`, when it serves exactly one model;
-4. DeepSeek: a small table, for providers of kind `deepseek` only.
+3. a llama-server in router mode: its model list's `--ctx-size` (router.py); `/props?model=X`
+   (with `autoload=false`) only for models its list showed loaded: asking it for an unloaded
+   one would load it;
+4. a plain llama-server (no `/running`): its `/props`, when it serves exactly one model;
+5. DeepSeek: a small table, for providers of kind `deepseek` only.
 Results are keyed by composite id, so two machines serving one wire name never share an entry.
 """
 
@@ -20,6 +23,7 @@ import orjson
 
 from gateway.core.values import MAX_COUNT, positive_int
 from gateway.fleet.registry import Provider, ProviderKind
+from gateway.fleet.residency import ModelState
 
 # DeepSeek API context windows (api-docs.deepseek.com, "Models & Pricing", checked 2026-11).
 DEEPSEEK_CONTEXT = {"deepseek-chat": 131_072, "deepseek-reasoner": 131_072}
@@ -35,6 +39,13 @@ class Capabilities(NamedTuple):
 
     def json(self) -> dict[str, bool]:
         return {k: v for k, v in self._asdict().items() if v is not None}
+
+    @staticmethod
+    def merged(first: Capabilities | None, then: Capabilities | None) -> Capabilities | None:
+        """`first`'s answers, `then`'s where `first` does not say."""
+        if first is None or then is None:
+            return first or then
+        return Capabilities(*(a if a is not None else b for a, b in zip(first, then, strict=True)))
 
 
 class Props(NamedTuple):
@@ -74,16 +85,30 @@ def _flag(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def loaded_models(running: Any) -> list[str] | None:
-    """llama-swap's `/running` answer -> the models loaded and ready; None when it is not one."""
+# llama-swap's process states (internal/process/process.go): `stopping` ones are on their way out
+_SWAP_STATES: dict[str, ModelState] = {"ready": "loaded", "starting": "loading"}
+
+
+def running_states(running: Any) -> dict[str, ModelState] | None:
+    """llama-swap's `/running` answer -> each listed model's state (`ready`: loaded,
+    `starting`: loading; a model it is stopping is left out); None when it is not one."""
     if not isinstance(running, dict) or not isinstance(running.get("running"), list):
         return None
-    return [
-        r["model"]
-        for r in running["running"]
-        if isinstance(r, dict) and isinstance(r.get("model"), str)
-        and r.get("state", "ready") == "ready"
-    ]  # fmt: skip
+    out: dict[str, ModelState] = {}
+    for r in running["running"]:
+        if isinstance(r, dict) and isinstance(r.get("model"), str):
+            state = _SWAP_STATES.get(r.get("state", "ready"))
+            if state is not None:
+                out[r["model"]] = state
+    return out
+
+
+def loaded_models(running: Any) -> list[str] | None:
+    """llama-swap's `/running` answer -> the models loaded and ready; None when it is not one."""
+    states = running_states(running)
+    if states is None:
+        return None
+    return [m for m, state in states.items() if state == "loaded"]
 
 
 async def get_json(
@@ -112,22 +137,28 @@ async def probe(
     headers: dict[str, str],
     client_timeout: aiohttp.ClientTimeout,
     running: Sequence[str] | None,
+    *,
+    router: bool = False,
 ) -> dict[str, Props]:
     """What `/props` says (window, slots) for `missing`, models `provider` serves (`served`)
-    whose window or slots are not known yet. `running`: the models llama-swap's `/running`
-    listed as loaded (the catalog asks it each refresh), None when it has no `/running`."""
+    whose window or slots are not known yet. `running`: the models llama-swap's `/running` (or a
+    router's model list, `router`) listed as loaded (the catalog asks each refresh), None when
+    it has neither."""
     if not missing:
         return {}
     if provider.kind is ProviderKind.DEEPSEEK:
         return {w: Props(DEEPSEEK_CONTEXT[w], None) for w in missing if w in DEEPSEEK_CONTEXT}
-    if provider.kind is not ProviderKind.LLAMA_SWAP:
+    if not provider.kind.is_local:
         return {}
     found: dict[str, Props] = {}
     if running is not None:
         for wire in missing:
             if wire not in running or wire in (".", ".."):
                 continue
-            url = f"{provider.base_url}/upstream/{quote(wire, safe='')}/props"
+            if router:  # autoload=false: a 400, never a load, should it be unloaded by now
+                url = f"{provider.base_url}/props?model={quote(wire, safe='')}&autoload=false"
+            else:
+                url = f"{provider.base_url}/upstream/{quote(wire, safe='')}/props"
             props = _props(await get_json(session, url, headers, client_timeout))
             if props is not None:
                 found[wire] = props

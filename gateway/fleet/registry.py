@@ -69,7 +69,7 @@ class Provider:
         `/anthropic`; a generic cloud (`openai`) has none."""
         if self.anthropic_base_url is not None:
             return self.anthropic_base_url
-        if self.kind is ProviderKind.LLAMA_SWAP:
+        if self.kind.is_local:
             return self.inference_base
         if self.kind is ProviderKind.DEEPSEEK:
             return self.base_url + "/anthropic"

@@ -22,13 +22,21 @@ from gateway.fleet.pool_spec import DEFAULT_AUTO_POOL_PREFIX, POOL_PREFIX, PoolN
 
 
 class ProviderKind(StrEnum):
+    """A local machine's kind is a hint only: what it is (llama-swap, a llama-server in router
+    mode, a plain llama-server) is detected from its answers each refresh (catalog.py)."""
+
     LLAMA_SWAP = "llama-swap"  # also a plain llama-server or any OpenAI-compatible local server
+    LLAMA_SERVER = "llama-server"  # llama.cpp's server: one model, or many in router mode
     DEEPSEEK = "deepseek"
     OPENAI = "openai"  # a generic cloud endpoint
 
     @property
+    def is_local(self) -> bool:
+        return self in (ProviderKind.LLAMA_SWAP, ProviderKind.LLAMA_SERVER)
+
+    @property
     def is_cloud(self) -> bool:
-        return self is not ProviderKind.LLAMA_SWAP
+        return not self.is_local
 
 
 def _check_base_url(value: str) -> str:

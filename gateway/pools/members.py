@@ -61,6 +61,14 @@ class Pools:
             out.append(self._candidate(found.provider, wire, fallback=member == pool.fallback))
         return out
 
+    def ever_listed(self, wire: str) -> bool:
+        """Some local machine, online or not, has listed `wire` since the gateway started (its
+        last-known models are kept while it is down): `any/<wire>` names a model that exists."""
+        return any(
+            wire in state.wires for state in self.catalog.states()
+            if not state.provider.kind.is_cloud
+        )  # fmt: skip
+
     def _candidate(self, p: Provider, wire: str, *, fallback: bool) -> Candidate:
         pid = p.id
         cid = f"{pid}/{wire}"

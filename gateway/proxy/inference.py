@@ -138,6 +138,13 @@ class Inference:
         if not pools.catalog.ready.is_set():
             await pools.catalog.wait_ready()  # just started: the fleet is being asked (bounded)
         candidates = pools.candidates(registry, pool, anthropic=request.path in ANTHROPIC_PATHS)
+        if not candidates and pool.wire is not None and not pools.ever_listed(pool.wire):
+            raise GatewayError(  # a 404, not a 503 with Retry-After: SDKs would retry that
+                404, "model_not_found",
+                f"no machine lists model {pool.wire!r}, now or since the gateway started "
+                f"({pool.id} pools the machines that do)", param="model",
+                headers=_pool_header(pool),
+            )  # fmt: skip
         if not candidates:
             raise GatewayError(
                 503, "pool_unavailable",

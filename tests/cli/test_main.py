@@ -6,7 +6,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import UpstreamFactory
+from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
 from tests.gwproc import run_cli, running_gateway
 
 
@@ -40,6 +40,7 @@ async def test_check_prints_the_fleet_and_exit_code(
     code, out = await run_cli("check", env={"LLAMA_PROVIDERS_PATH": str(path)}, cwd=tmp_path)
     assert code == 0, out
     assert "sam" in out and "up" in out and "qwen3, gemma" in out
+    assert "llama-swap (llama-server)" in out  # no /running there: a plain llama-server
     assert "sk-hide-me" not in out
     path.write_text(
         json.dumps(
@@ -74,3 +75,34 @@ async def test_help_lists_every_environment_variable(tmp_path: Path) -> None:
     assert code == 0
     for var in [*env_names().values(), *OTHER_ENV]:
         assert var in out
+
+
+async def test_load_and_unload_go_through_the_running_gateway(
+    upstream: UpstreamFactory, gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    r = await upstream("r", router={"smol-a": "loaded", "smol-b": "unloaded"})
+    plain = await upstream("plain", models=["m"])
+    gw = await gateway(
+        registry_for({"id": "r", "baseUrl": r.url}, {"id": "plain", "baseUrl": plain.url}),
+        api_keys=("laptop:k-1", "k-2"),
+    )
+    base = f"http://127.0.0.1:{gw.port}"
+    env = {"GATEWAY_API_KEYS": "laptop:k-1,k-2", "LLAMA_PROVIDERS_PATH": str(tmp_path / "none")}
+    code, out = await run_cli("load", "r/smol-b", "--base-url", base, env=env, cwd=tmp_path)
+    assert (code, out.strip()) == (0, "r/smol-b: loaded")
+    assert r.router == {"smol-a": "unloaded", "smol-b": "loaded"}
+    code, out = await run_cli("unload", "r/smol-b", env={**env, "GATEWAY_URL": base + "/v1"},
+                              cwd=tmp_path)  # fmt: skip
+    assert (code, out.strip()) == (0, "r/smol-b: unloaded")
+    code, out = await run_cli("load", "plain/m", "--base-url", base, env=env, cwd=tmp_path)
+    assert code == 1
+    assert "boocode-gateway load: HTTP 400: provider 'plain' is a plain llama-server" in out
+    code, out = await run_cli(
+        "load", "r/smol-a", "--base-url", base, env={**env, "GATEWAY_API_KEYS": "wrong"},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 1 and "the key in GATEWAY_API_KEYS was refused" in out
+    assert r.router == {"smol-a": "unloaded", "smol-b": "unloaded"}
+    code, out = await run_cli("load", "r/smol-a", "--base-url", "http://127.0.0.1:9",
+                              env=env, cwd=tmp_path)  # fmt: skip
+    assert code == 1 and "cannot reach the gateway" in out

@@ -263,3 +263,39 @@ async def test_a_running_request_is_listed_live_and_cancelled_from_the_page(
         rest = await resp.content.read()
     assert b"request_cancelled" in rest  # the client was told
     assert a.cancelled.is_set()  # and the machine's request was dropped
+
+
+async def test_load_and_unload_buttons(
+    browser: Any, upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    r = await upstream(
+        "r", router={"smol-a": "loaded", "smol-b": "unloaded", "bad": "unloaded"},
+        router_load_s=0.3, router_failing={"bad"},
+    )  # fmt: skip
+    plain = await upstream("plain", models=["m"])
+    gw = await gateway(
+        registry_for({"id": "r", "baseUrl": r.url}, {"id": "plain", "baseUrl": plain.url})
+    )
+    # (no timed refresh: it would clear the error line this test reads)
+    page = await open_page(browser, gw, "?refresh=600", viewport={"width": 1100, "height": 900})
+    assert "r · llama-server, router mode" in await page.locator('[data-provider="r"]').inner_text()
+    group = page.locator('[data-group="r"]')
+    await group.locator('[data-load="r/smol-b"][data-action="load"]').click()
+    await group.locator('[data-load="r/smol-b"][data-action="unload"]').wait_for()
+    assert await group.locator('[data-state="r/smol-b"]').inner_text() == "loaded"
+    assert await group.locator('[data-state="r/smol-a"]').inner_text() == "unloaded"  # models-max
+    assert r.router is not None and r.router["smol-b"] == "loaded"
+    await page.screenshot(path=ARTIFACTS / "fleet-page-loading.png", full_page=True)
+    await group.locator('[data-load="r/smol-b"][data-action="unload"]').click()
+    await group.locator('[data-load="r/smol-b"][data-action="load"]').wait_for()
+    assert r.router["smol-b"] == "unloaded"
+    # a plain llama-server's model: loaded, no button
+    plain_group = page.locator('[data-group="plain"]')
+    assert await plain_group.locator('[data-state="plain/m"]').inner_text() == "loaded"
+    assert await plain_group.locator("[data-load]").count() == 0
+    # a load that fails says why, and the model stays unloaded
+    await group.locator('[data-load="r/bad"]').click()
+    error = page.locator("#fleet-error")
+    await error.wait_for()
+    assert "load r/bad:" in await error.inner_text() and "exit code 1" in await error.inner_text()
+    assert await group.locator('[data-state="r/bad"]').inner_text() == "unloaded"

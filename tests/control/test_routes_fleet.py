@@ -50,8 +50,11 @@ async def test_providers_grouped_local_then_cloud_with_status(
             "wire": "qwen3",
             "contextWindow": 4096,
             "capabilities": None,
+            "state": "loaded",  # a plain llama-server (no /running): its model always loaded
         }
     ]
+    assert [p["mode"] for p in body["providers"]] == ["llama-server", "llama-server", None, None]
+    assert "state" not in body["providers"][3]["models"][0]  # a cloud model has none
     assert body["providers"][1]["models"][0]["id"] == "b/qwen3"  # same wire name: a distinct entry
     assert body["providers"][2]["lastError"].startswith("provider 'gone' is unreachable")
 

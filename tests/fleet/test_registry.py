@@ -56,7 +56,8 @@ def _one(**extra: Any) -> dict[str, Any]:
         (_one(sidecarUrl="nope"), "providers[0].sidecarUrl: must be an absolute"),
         (
             _one(kind="ollama"),
-            "providers[0].kind: Input should be 'llama-swap', 'deepseek' or 'openai'",
+            "providers[0].kind: Input should be 'llama-swap', 'llama-server', 'deepseek' or "
+            "'openai'",
         ),
         (_one(apiKey="k", apiKeyEnv="K"), "providers[0]: set apiKey or apiKeyEnv, not both"),
         (

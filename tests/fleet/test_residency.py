@@ -39,3 +39,24 @@ def test_a_model_the_machine_does_not_list_changes_nothing() -> None:
     r.refreshed("swap", ["a", "b"], ["a"])
     r.requested("swap", "typo")  # llama-swap answers 404: nothing was unloaded
     assert r.loaded("swap") == {"a"}
+
+
+def test_states_loaded_loading_unloaded() -> None:
+    r = Residency()
+    r.refreshed("router", ["a", "b", "c"], ["a"], loading=["b"], at_once=2)
+    assert [r.state("router", w) for w in ("a", "b", "c")] == ["loaded", "loading", "unloaded"]
+    assert r.state("unknown-machine", "a") == "unloaded"
+    r.loading("router", "c")  # a load asked through the gateway
+    assert r.state("router", "c") == "loading"
+    r.requested("router", "c")  # answered: loaded; two fit (--models-max 2): a stays
+    assert r.state("router", "c") == "loaded" and r.loaded("router") == {"a", "c"}
+    r.requested("router", "b")  # a third: the router makes room
+    assert r.loaded("router") == {"b"}
+
+
+def test_a_plain_server_never_shows_loading() -> None:
+    r = Residency()
+    r.refreshed("box", ["m"], None)
+    r.loading("box", "m")
+    assert r.state("box", "m") == "loaded" and r.swaps("box") is False
+    assert r.swaps("nobody") is None

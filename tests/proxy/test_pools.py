@@ -264,7 +264,14 @@ async def test_pool_errors_name_the_pool(
     status, _, body = await ask(gw, "pool/nope")
     error = orjson.loads(body)["error"]
     assert status == 400 and error["code"] == "model_not_found" and "pool/p" in error["message"]
-    status, headers, body = await ask(gw, "any/not-served")
+    status, headers, body = await ask(gw, "any/not-served")  # no machine ever listed it
+    error = orjson.loads(body)["error"]
+    assert (status, error["code"], error["type"]) == (404, "model_not_found", "not_found_error")
+    assert "Retry-After" not in headers and a.inference() == []
+    assert "'not-served'" in error["message"] and headers["X-Gateway-Pool"] == "any/not-served"
+    a.down = True  # a known model whose machines are all down: 503, come back later
+    await catalog_of(gw).refresh()
+    status, headers, body = await ask(gw, "any/m")
     assert status == 503 and orjson.loads(body)["error"]["code"] == "pool_unavailable"
     assert headers["Retry-After"] == "10" and a.inference() == []
     status, _, body = await ask(gw, "any/")

@@ -5,6 +5,10 @@ that stopped answering keeps its models listed (`stale`, then `offline`) but its
 hidden at once — never deleted.
 
 Local machines come first, then cloud providers (`group`), each group in registry order.
+Each local machine's model has its `state` (`loaded` / `loading` / `unloaded`: what pools see);
+each provider its `mode`, what the machine turned out to be (`llama-swap`, `router`: a
+llama-server in router mode, `llama-server`: a plain one; None for a cloud).
+
 Nothing secret is shown: no keys, and errors are the gateway's own messages.
 """
 
@@ -32,11 +36,14 @@ def _iso(ts: float | None) -> str | None:
     return iso_utc(ts) if ts else None
 
 
-def _model(m: ModelEntry, provider_id: str) -> dict[str, Any]:
-    return {
+def _model(m: ModelEntry, provider_id: str, residency: Residency | None) -> dict[str, Any]:
+    out = {
         "id": m.id, "provider": provider_id, "wire": m.wire, "contextWindow": m.context_window,
         "capabilities": m.capabilities.json() if m.capabilities else None,
     }  # fmt: skip
+    if residency is not None:  # a local machine's: loaded / loading / unloaded
+        out["state"] = residency.state(provider_id, m.wire)
+    return out
 
 
 def _provider(
@@ -44,6 +51,7 @@ def _provider(
 ) -> dict[str, Any]:
     p = state.provider
     in_flight = lane.in_flight if lane else 0
+    local = None if p.kind.is_cloud else residency
     return {
         "id": p.id,
         "label": p.label,
@@ -58,8 +66,8 @@ def _provider(
         "slots": {"busy": in_flight, "total": _slots(state, residency)},
         "tokensPerSecond": rate.per_second(p.id),  # generation, the last minute
         "tokensPerMinute": rate.per_minute(p.id),  # the last hour, oldest first
-
-        "models": [_model(m, p.id) for m in state.models],
+        "mode": state.mode,  # what the machine turned out to be (None: cloud, or not yet known)
+        "models": [_model(m, p.id, local) for m in state.models],
     }
 
 

@@ -66,6 +66,8 @@ function sparkline(points, label) {
   return svg;
 }
 
+const MODES = { router: "llama-server, router mode", "llama-swap": "llama-swap", "llama-server": "llama-server" };  // what it turned out to be
+
 function renderFleet(providers) {
   const list = $("fleet");
   list.replaceChildren(...providers.map((p) => {
@@ -74,7 +76,7 @@ function renderFleet(providers) {
     const minutes = p.tokensPerMinute || [];
     return el("li", { class: "card", "data-provider": p.id },
       el("h3", {}, el("span", { text: p.label }), el("span", { class: `badge ${p.status}`, text: p.status })),
-      el("p", { class: "muted", text: `${p.id} · ${p.kind}${p.group === "cloud" ? " · cloud" : ""}` }),
+      el("p", { class: "muted", text: `${p.id} · ${MODES[p.mode] || p.kind}${p.group === "cloud" ? " · cloud" : ""}` }),
       el("p", { text: `${p.models.length} model${p.models.length === 1 ? "" : "s"} · ${lanes}` }),
       el("p", { class: "machine-rate", text: `${slots}${p.tokensPerSecond || 0} tok/s (last minute)` }),
       ...(minutes.some((v) => v > 0) ? [sparkline(minutes, `tokens per minute, last hour, ${p.id}`)] : []),
@@ -158,7 +160,7 @@ function renderPools(pools) {
 
 // ---------------------------------------------------------------- model picker
 
-function modelRow(m, favorite) {
+function modelRow(m, favorite, mode) {
   const current = m.id === state.selected;
   return el("li", { class: "model" },
     el("button", {
@@ -171,7 +173,8 @@ function modelRow(m, favorite) {
       type: "button", class: "pick", "data-pick": m.id, "aria-current": String(current),
       text: m.id, onclick: () => select(m.id),
     }),
-    el("span", { class: "ctx", text: fmtCtx(m.contextWindow) }));
+    el("span", { class: "ctx", text: fmtCtx(m.contextWindow) }),
+    ...(mode === undefined ? [] : stateControls(m, mode)));
 }
 
 function poolRow(p) {
@@ -195,7 +198,7 @@ function renderPicker(data) {
     if (p.status === "offline" || !p.models.length) continue;
     groups.push(el("div", { class: "group", "data-group": p.id, "aria-label": p.label },
       el("h3", { text: `${p.label} (${p.id})${p.status === "stale" ? " · stale" : ""}` }),
-      el("ul", {}, ...p.models.map((m) => modelRow(m, favs.has(m.id))))));
+      el("ul", {}, ...p.models.map((m) => modelRow(m, favs.has(m.id), p.mode)))));
   }
   if (data.pools.length) {  // pickable; not starred (favorites are machines' models)
     groups.push(el("div", { class: "group", "data-group": "pools", "aria-label": "Pools" },
@@ -238,6 +241,37 @@ async function toggleFavorite(id) {
   } catch (err) {
     showFleetError(err.message);
   }
+}
+
+// ---------------------------------------------------------------- load / unload a model
+
+const CAN_LOAD = new Set(["router", "llama-swap"]);  // a plain llama-server has its one model loaded
+
+function stateControls(m, mode) {
+  if (!m.state) return [];  // a cloud model
+  const badge = el("span", { class: `state ${m.state}`, "data-state": m.id, text: m.state });
+  if (!CAN_LOAD.has(mode) || m.state === "loading") return [badge];
+  const action = m.state === "loaded" ? "unload" : "load";
+  return [badge, el("button", {
+    type: "button", class: "load", "data-load": m.id, "data-action": action,
+    "aria-label": `${action === "load" ? "Load" : "Unload"} ${m.id}`,
+    text: action === "load" ? "Load" : "Unload", onclick: (e) => changeModel(e.currentTarget, m.id, action),
+  })];
+}
+
+async function changeModel(button, id, action) {
+  button.disabled = true;
+  button.textContent = action === "load" ? "Loading…" : "Unloading…";
+  let failure = "";
+  try {
+    await api(`/api/models/${action}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ model: id }),
+    });
+  } catch (err) {
+    failure = `${action} ${id}: ${err.message}`;
+  }
+  await load(true);
+  if (failure) showFleetError(failure);
 }
 
 // ---------------------------------------------------------------- loading
