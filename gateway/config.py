@@ -151,9 +151,9 @@ class Settings(BaseModel):
         4096,
         ge=1,
         description="Most client connections at once; at the cap one that helps nobody is "
-        "closed (already answered, a request head still unfinished after 1 s, then the one "
-        "idle the longest), else a new one gets 503. Lowered to fit the process's file "
-        "descriptor limit.",
+        "closed (already answered, the oldest unfinished request head, one silent for 1 s, "
+        "then the one idle the longest), else a new one gets 503. Lowered to fit the "
+        "process's file descriptor limit.",
         json_schema_extra={"env": "GATEWAY_MAX_CONNECTIONS"},
     )
     max_connections_per_client: int = Field(

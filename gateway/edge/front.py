@@ -23,8 +23,9 @@ Discipline (RFC 9112; uvicorn's httptools protocol is the anchor):
   passed (mod_reqtimeout's MinRate: each byte buys 1/min_rate s); past either, 408 and close —
   a connection that sent nothing at all is closed without a reply, as nginx and Go do;
 - at the connection cap, room is made from the connections that help nobody (`Listener.admit`):
-  one already answered and closing, then the oldest unfinished head, then the connection idle
-  the longest; a request being served is never closed; else the new one is answered 503.
+  one already answered and closing, then the oldest unfinished head, then a connection that has
+  sent nothing for a second, then the connection idle the longest; a request being served is
+  never closed; else the new one is answered 503.
 Every error is the OpenAI envelope, with a request id and a log line.
 """
 
@@ -77,7 +78,8 @@ class Listener(Protocol):
     head_timeout_s: float
     min_rate: float  # bytes/s a head or a body must average after the grace (0: no floor)
     rate_grace_s: float
-    heads: Group  # heads not yet complete (a new connection's from its connect), oldest first
+    silent: Group  # new connections that have sent nothing yet, oldest first
+    heads: Group  # heads begun, not yet complete, in the order they began
     idle: Group  # keep-alive connections between requests, idle the longest first
     lingering: Group  # answered with an error, draining before the close
 
@@ -208,7 +210,7 @@ class FrontConnection(asyncio.Protocol):
         self._timing = _Phase.HEAD  # the first head's clock starts now (Go, nginx)
         self.since = now = self._loop.time()
         self._quiet_at = now + front.keepalive_timeout_s
-        self._join(front.heads)
+        self._join(front.silent)
         self._move_deadline(min(self._phase_deadline(front.head_timeout_s, 0), self._quiet_at))
 
     def data_received(self, data: bytes) -> None:
@@ -444,7 +446,10 @@ class FrontConnection(asyncio.Protocol):
                 self._reading_paused = False
                 self.transport.resume_reading()
             self._next()
-        elif self._timing is _Phase.HEAD:  # the next head is arriving, slowly: its clock runs
+        elif self._timing is _Phase.HEAD:  # the next head began while this one was served:
+            # its own clock runs, and the keep-alive bound from now, as for any head awaited
+            self._quiet_at = self._loop.time() + self.front.keepalive_timeout_s
+            self._move_deadline(min(self._deadline or _NEVER, self._quiet_at))
             self._join(self.front.heads)
         elif self._deadline == 0.0:
             self._set_deadline(self.front.keepalive_timeout_s)

@@ -18,11 +18,12 @@ from gateway.edge.front import (
 )
 from gateway.edge.reqlog import RequestLog
 
-# At the cap, an unfinished head is closed to make room only once it is this old: a client's
-# head follows its connect within a round trip, and TCP's first retransmission comes after 1 s
-# (RFC 6298's initial RTO). Younger heads are the clients of the moment: a newcomer that would
-# close one of them is answered 503 instead, so that a burst of real clients at the cap does not
-# have each one cut the previous one off.
+# At the cap, a new connection that has sent nothing is closed to make room only once it is this
+# old (before an idle keep-alive connection; a head already begun goes first at any age): a real
+# client's head follows its connect within a round trip, and TCP's first retransmission comes
+# after 1 s (RFC 6298's initial RTO). Younger ones are the clients of the moment: a newcomer that
+# could only close one of them is answered 503 instead, so that a burst of real clients at the cap
+# does not have each one cut the one before it off.
 SETTLE_S = 1.0
 
 
@@ -69,7 +70,8 @@ class Front:
         self.connections: set[FrontConnection] = set()
         # what makes room at the cap, in this order; each group oldest first
         self.lingering: Group = {}  # answered with an error, closing: helps nobody
-        self.heads: Group = {}  # an unfinished head (or nothing yet): tricklers, or just arrived
+        self.heads: Group = {}  # a head begun, not finished: tricklers (a real one takes ms)
+        self.silent: Group = {}  # connected, nothing sent yet
         self.idle: Group = {}  # keep-alive, between requests
         self._per_client: dict[str, int] = {}
         self.server: asyncio.Server | None = None
@@ -113,15 +115,17 @@ class Front:
 
     def make_room(self) -> bool:
         """At the cap: close the connection that helps nobody, if there is one — first one
-        already answered with an error and closing, then the oldest unfinished head (once older
-        than SETTLE_S: a trickler, or a client that connected and sent nothing), then the
-        keep-alive connection idle the longest. A connection with a request being read past
-        its head, queued or served is never chosen. Each pick is O(1): the groups are kept in
-        the order their connections entered them."""
-        for conn in self.lingering:
-            conn.evict()
-            return True
-        for conn in self.heads:  # the oldest; if it is too young, so are all the others
+        already answered with an error and closing, then the oldest unfinished head (a trickler:
+        a real client's head arrives in one piece, milliseconds after its connect), then the
+        oldest connection that has sent nothing for SETTLE_S, then the keep-alive connection
+        idle the longest. A connection with a request being read past its head, queued or served
+        is never chosen, nor one that connected a moment ago. Each pick is O(1): the groups are
+        kept in the order their connections entered them."""
+        for group in (self.lingering, self.heads):
+            for conn in group:
+                conn.evict()
+                return True
+        for conn in self.silent:  # the oldest; if it is too young, so are all the others
             if self.loop.time() - conn.since >= SETTLE_S:
                 conn.evict()
                 return True

@@ -185,6 +185,21 @@ async def test_a_keep_alive_connection_trickling_its_next_head_gets_408(start: S
         await trickler.close()
 
 
+async def test_the_keep_alive_bound_still_ends_an_unfinished_head_silently(start: Start) -> None:
+    """As before this change: a head still unfinished when the keep-alive timeout (counted from
+    the end of the previous reply) runs out is closed without a reply — here a head pipelined
+    behind a request, begun while that request was served."""
+    gw = await start(keepalive_timeout_s=0.3, head_timeout_s=60, rate_grace_s=60)
+    client = await Client.open(gw.port)
+    try:
+        await client.send(chat("first") + HEAD)
+        raw = await client.read_all()
+        (reply,) = responses(raw, ["POST"])  # the reply, then the close: nothing else
+        assert reply.headers["x-request-id"] == "first"
+    finally:
+        await client.close()
+
+
 # -- the body
 
 
@@ -240,16 +255,14 @@ async def test_at_the_cap_real_requests_get_in_while_tricklers_hold_every_other_
     start: Start,
 ) -> None:
     """Eight tricklers hold all eight slots (no deadline or floor will end them during the
-    test); each real request closes the oldest of them (once older than SETTLE_S) and is served.
-    """
+    test); each real request closes the oldest of them and is served, and the real clients,
+    idle between requests, are not closed for the tricklers' sake."""
     gw = await start(max_connections=8, head_timeout_s=60, min_bytes_per_s=0)
     front = gw.running.front
     tricklers = [await Trickler.open(gw.port, every=0.1) for _ in range(8)]
     reals: list[Client] = []
     try:
-        await until(lambda: len(front.heads) == 8)
-        youngest = max(c.since for c in front.heads)
-        await until(lambda: front.loop.time() - youngest >= listener.SETTLE_S)
+        await until(lambda: len(front.heads) == 8 and all(t.sent for t in tricklers))
         for i in range(3):  # each stays open (keep-alive): the next one needs a slot again
             client = await Client.open(gw.port)
             reals.append(client)
@@ -291,7 +304,7 @@ async def test_a_request_being_served_is_never_closed_to_make_room(
     try:
         await held.send(chat("held"))
         await until(lambda: len(up.inference()) == 1)  # in flight, waiting on the upstream
-        await until(lambda: front.loop.time() - trickler_since(gw) >= listener.SETTLE_S)
+        await until(lambda: len(front.heads) == 1)
         client = await Client.open(gw.port)  # at the cap: the trickler makes room
         await client.send(chat("real", extra=b"Connection: close\r\n"))
         (reply,) = responses(await client.read_all(), ["POST"])
@@ -318,25 +331,60 @@ async def test_a_request_being_served_is_never_closed_to_make_room(
         await trickler.close()
 
 
-def trickler_since(gw: Gateway) -> float:
-    heads = gw.running.front.heads
-    return next(iter(heads)).since if heads else float("inf")
+async def test_at_the_cap_silent_then_idle_connections_make_room_never_an_upload(
+    raw_upstream: RawFactory, gateway: GatewayFactory
+) -> None:
+    """Cap 2: an upload in progress (its head authorised, its body arriving) and a client that
+    connected and sent nothing. A newcomer closes the silent one; the next closes the first
+    newcomer, idle by then; the upload is never chosen and completes."""
+    up = await raw_upstream(lambda seen: [json_reply(echo(seen))])
+    gw = await gateway(
+        registry_for({"id": "a", "baseUrl": up.url}),
+        max_connections=2, min_bytes_per_s=0, head_timeout_s=60,
+    )  # fmt: skip
+    front = gw.running.front
+    body = b'{"model":"a/m","pad":"' + b"x" * 1000 + b'"}'
+    head, rest = slow_post(body)
+    uploader = await Client.open(gw.port)
+    silent = await Client.open(gw.port)
+    first = second = None
+    try:
+        await uploader.send(head + rest[:10])
+        await until(lambda: not front.heads and len(front.silent) == 1)  # the upload is past it
+        settled = front.loop.time() + listener.SETTLE_S
+        await until(lambda: front.loop.time() >= settled)  # the silent one is no newcomer now
+        first = await Client.open(gw.port)
+        await first.send(chat("first"))
+        assert (await first.read_reply()).status == 200
+        assert await silent.read_all() == b""  # closed without a reply to make room
+        second = await Client.open(gw.port)
+        await second.send(chat("second"))
+        assert (await second.read_reply()).status == 200
+        assert await first.read_all() == b""  # idle: closed to make room
+        await uploader.send(rest[10:])
+        reply = await uploader.read_reply()
+        assert reply.status == 200 and reply.headers["x-request-id"] == "upload"
+    finally:
+        for c in (uploader, silent, first, second):
+            if c is not None:
+                await c.close()
 
 
-async def test_at_the_cap_a_head_younger_than_settle_is_not_closed(
+async def test_at_the_cap_a_connection_silent_for_a_moment_only_is_not_closed(
     start: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A client that connected a moment ago is the client of the moment, not a trickler: with
-    nothing else to close, the newcomer gets 503 and that client is served."""
+    """A client that connected a moment ago and has not sent yet is a client of the moment, not a
+    trickler: with nothing else to close, the newcomer gets 503 and that client is served."""
     monkeypatch.setattr(listener, "SETTLE_S", 60.0)
     gw = await start(max_connections=1, head_timeout_s=60, min_bytes_per_s=0)
     early = await Client.open(gw.port)
     try:
-        await until(lambda: len(gw.running.front.heads) == 1)
+        await until(lambda: len(gw.running.front.silent) == 1)
         late = await Client.open(gw.port)
         await late.send(chat("late"))
         (full,) = responses(await late.read_all(), ["POST"])
         assert full.status == 503
+        assert full.json()["error"]["code"] == "too_many_connections"  # type: ignore[index]
         await late.close()
         await early.send(chat("early"))
         assert (await early.read_reply()).status == 200
