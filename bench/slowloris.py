@@ -32,7 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import LOAD_CORE, gateway, mock, streams, wrk  # noqa: E402
+from ab import cpu_seconds  # noqa: E402
+from run import LOAD_CORE, Target, gateway, mock, streams, wrk  # noqa: E402
 
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nX-a: "
 
@@ -153,11 +154,18 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def measure(target: object, seconds: float, tmp: Path) -> dict[str, float]:
-    r = wrk(target, 64, seconds, tmp)  # type: ignore[arg-type]
-    s = streams(target, 32, 32 * 10_000, seconds)  # type: ignore[arg-type]
+def measure(target: Target, seconds: float, tmp: Path) -> dict[str, float]:
+    """wrk, then the stream client; with the gateway's CPU time per request over the wrk run
+    (user + system from /proc: what the tricklers add to each real request, less noisy than
+    req/s on a shared machine) and its share of its core."""
+    assert target.pid is not None
+    cpu0, t0 = cpu_seconds(target.pid), time.monotonic()
+    r = wrk(target, 64, seconds, tmp)
+    cpu, wall = cpu_seconds(target.pid) - cpu0, time.monotonic() - t0
+    s = streams(target, 32, 32 * 10_000, seconds)
     return {
         "rps": r["rps"], "p99_ms": r["p99_ms"], "non2xx": r["errors"],
+        "cpu_us_per_request": cpu / r["requests"] * 1e6, "gateway_core_busy": cpu / wall,
         "ttft_p50_ms": s["ttft_p50_ms"], "ttft_p99_ms": s["ttft_p99_ms"],
         "streams_failed": s["failed"],
     }  # fmt: skip
@@ -194,7 +202,9 @@ def one_cap(cap: int | None, n: int, every: float, seconds: float, tmp: Path) ->
             out["tricklers_open_at_start"] = opened
             time.sleep(every * 4)  # every trickler has sent a few bytes
             out["gateway_fds_with"] = open_fds(pid)
+            trickler_cpu = cpu_seconds(proc.pid)
             out["with"] = measure(target, seconds, tmp)
+            out["trickler_core_busy"] = (cpu_seconds(proc.pid) - trickler_cpu) / (2 * seconds)
             with contextlib.suppress(OSError, ValueError):
                 out["tricklers_open_at_end"] = json.loads(status.read_text())["open"]
             out["rss_with_mib"] = rss_mib(pid)
@@ -218,9 +228,10 @@ def report(results: list[dict[str, object]], seconds: float, every: float) -> st
         f"each, with and without tricklers (one head byte every {every:g} s, reconnecting).",
         "",
         "| cap | tricklers open | req/s without | req/s with | ratio | p99 ms without → with "
-        "| TTFT p99 ms without → with | ratio | non-2xx with | RSS MiB start → with (peak) "
-        "| gateway fds with |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| TTFT p99 ms without → with | ratio | non-2xx with | gateway CPU µs/request without "
+        "→ with | gateway core busy without → with | trickler process core busy "
+        "| RSS MiB start → with (peak) | gateway fds with |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         a, b = r["without"], r["with"]
@@ -231,7 +242,10 @@ def report(results: list[dict[str, object]], seconds: float, every: float) -> st
             f"{b['rps'] / a['rps']:.2f}× | {a['p99_ms']:.2f} → {b['p99_ms']:.2f} | "
             f"{a['ttft_p99_ms']:.2f} → {b['ttft_p99_ms']:.2f} | "
             f"{b['ttft_p99_ms'] / a['ttft_p99_ms']:.2f}× | {b['non2xx']:.0f} "
-            f"(+{b['streams_failed']:.0f} streams failed) | {r['rss_start_mib']:.1f} → "
+            f"(+{b['streams_failed']:.0f} streams failed) | "
+            f"{a['cpu_us_per_request']:.1f} → {b['cpu_us_per_request']:.1f} | "
+            f"{a['gateway_core_busy']:.0%} → {b['gateway_core_busy']:.0%} | "
+            f"{r.get('trickler_core_busy', float('nan')):.0%} | {r['rss_start_mib']:.1f} → "
             f"{r['rss_with_mib']:.1f} ({r['rss_peak_mib']:.1f}) | {r['gateway_fds_with']} |"
         )
     lines.append("")

@@ -310,8 +310,10 @@ class FrontConnection(asyncio.Protocol):
         self._body_size = self._head_bytes = self._field_bytes = self._framing_bytes = 0
         self._trailers = 0
         self._close_after = False
-        if self._group is not None and self._timing is None:
-            self._leave()  # a keep-alive connection is no longer idle
+        group = self._group
+        if group is not None and self._timing is None:  # a keep-alive one is no longer idle
+            self._group = None  # (`_leave`, inline: this is every request's path)
+            del group[self]
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -454,7 +456,10 @@ class FrontConnection(asyncio.Protocol):
         elif self._deadline == 0.0:
             self._set_deadline(self.front.keepalive_timeout_s)
             self._quiet_at = self._deadline
-            self._join(self.front.idle)
+            if self._group is not None:
+                self._leave()
+            self._group = idle = self.front.idle  # (`_join`, inline: every request's path)
+            idle[self] = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -543,7 +548,12 @@ class FrontConnection(asyncio.Protocol):
     # -- one lazy timer per connection: moving a deadline costs no timer work
 
     def _set_deadline(self, seconds: float) -> None:
-        self._move_deadline(self._loop.time() + seconds)
+        self._deadline = deadline = self._loop.time() + seconds  # (`_move_deadline`, inline)
+        timer = self._timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
 
     def _move_deadline(self, deadline: float) -> None:
         """The deadline is `deadline` (loop time): a later one waits for the timer to fire and
