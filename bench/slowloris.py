@@ -201,6 +201,9 @@ def one_cap(cap: int | None, n: int, every: float, seconds: float, tmp: Path) ->
                 time.sleep(0.2)
             out["tricklers_open_at_start"] = opened
             time.sleep(every * 4)  # every trickler has sent a few bytes
+            cpu0 = cpu_seconds(pid)
+            time.sleep(5.0)  # the tricklers alone: what they cost the gateway
+            out["gateway_core_busy_tricklers_only"] = (cpu_seconds(pid) - cpu0) / 5.0
             out["gateway_fds_with"] = open_fds(pid)
             trickler_cpu = cpu_seconds(proc.pid)
             out["with"] = measure(target, seconds, tmp)
@@ -230,8 +233,8 @@ def report(results: list[dict[str, object]], seconds: float, every: float) -> st
         "| cap | tricklers open | req/s without | req/s with | ratio | p99 ms without → with "
         "| TTFT p99 ms without → with | ratio | non-2xx with | gateway CPU µs/request without "
         "→ with | gateway core busy without → with | trickler process core busy "
-        "| RSS MiB start → with (peak) | gateway fds with |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| gateway core busy, tricklers only | RSS MiB start → with (peak) | gateway fds with |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         a, b = r["without"], r["with"]
@@ -245,7 +248,9 @@ def report(results: list[dict[str, object]], seconds: float, every: float) -> st
             f"(+{b['streams_failed']:.0f} streams failed) | "
             f"{a['cpu_us_per_request']:.1f} → {b['cpu_us_per_request']:.1f} | "
             f"{a['gateway_core_busy']:.0%} → {b['gateway_core_busy']:.0%} | "
-            f"{r.get('trickler_core_busy', float('nan')):.0%} | {r['rss_start_mib']:.1f} → "
+            f"{r.get('trickler_core_busy', float('nan')):.0%} | "
+            f"{r.get('gateway_core_busy_tricklers_only', float('nan')):.1%} | "
+            f"{r['rss_start_mib']:.1f} → "
             f"{r['rss_with_mib']:.1f} ({r['rss_peak_mib']:.1f}) | {r['gateway_fds_with']} |"
         )
     lines.append("")
