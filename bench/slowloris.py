@@ -4,6 +4,7 @@ connections open, as a ratio to the same run without them, and the gateway's mem
     python bench/slowloris.py                      # 2,000 tricklers; default cap, then at the cap
     python bench/slowloris.py --quick              # 200 tricklers, 2 s per figure (harness check)
     python bench/slowloris.py --caps 4096          # only the default cap
+    python bench/slowloris.py --tricklers 60 --caps 50 --clients 8   # issue 26's own scenario
 
 Each trickler sends a request head one byte every `--every` seconds (0.5: the classic slowloris)
 and opens a new connection as soon as the gateway closes its one, so N stay open however the
@@ -154,24 +155,27 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def measure(target: Target, seconds: float, tmp: Path) -> dict[str, float]:
+def measure(target: Target, seconds: float, tmp: Path, clients: int) -> dict[str, float]:
     """wrk, then the stream client; with the gateway's CPU time per request over the wrk run
     (user + system from /proc: what the tricklers add to each real request, less noisy than
     req/s on a shared machine) and its share of its core."""
     assert target.pid is not None
     cpu0, t0 = cpu_seconds(target.pid), time.monotonic()
-    r = wrk(target, 64, seconds, tmp)
+    r = wrk(target, clients, seconds, tmp)
     cpu, wall = cpu_seconds(target.pid) - cpu0, time.monotonic() - t0
-    s = streams(target, 32, 32 * 10_000, seconds)
+    s = streams(target, min(32, clients), 32 * 10_000, seconds)
     return {
         "rps": r["rps"], "p99_ms": r["p99_ms"], "non2xx": r["errors"],
+        "socket_errors": r["socket_errors"],
         "cpu_us_per_request": cpu / r["requests"] * 1e6, "gateway_core_busy": cpu / wall,
         "ttft_p50_ms": s["ttft_p50_ms"], "ttft_p99_ms": s["ttft_p99_ms"],
         "streams_failed": s["failed"],
     }  # fmt: skip
 
 
-def one_cap(cap: int | None, n: int, every: float, seconds: float, tmp: Path) -> dict[str, object]:
+def one_cap(
+    cap: int | None, n: int, every: float, seconds: float, tmp: Path, clients: int
+) -> dict[str, object]:
     if cap is not None:
         os.environ["GATEWAY_MAX_CONNECTIONS"] = str(cap)
     else:
@@ -180,9 +184,9 @@ def one_cap(cap: int | None, n: int, every: float, seconds: float, tmp: Path) ->
     with mock(tmp, 20, 0) as up, gateway(tmp, up) as target:
         assert target.pid is not None
         pid = target.pid
-        wrk(target, 64, 1, tmp)  # warm-up
+        wrk(target, clients, 1, tmp)  # warm-up
         out["rss_start_mib"] = rss_mib(pid)
-        out["without"] = measure(target, seconds, tmp)
+        out["without"] = measure(target, seconds, tmp, clients)
         status = tmp / "trickle-status.json"
         port = int(target.url.split(":")[2].split("/")[0])
         budget = 2 * seconds + 90  # the tricklers stop by themselves after this
@@ -206,7 +210,7 @@ def one_cap(cap: int | None, n: int, every: float, seconds: float, tmp: Path) ->
             out["gateway_core_busy_tricklers_only"] = (cpu_seconds(pid) - cpu0) / 5.0
             out["gateway_fds_with"] = open_fds(pid)
             trickler_cpu = cpu_seconds(proc.pid)
-            out["with"] = measure(target, seconds, tmp)
+            out["with"] = measure(target, seconds, tmp, clients)
             out["trickler_core_busy"] = (cpu_seconds(proc.pid) - trickler_cpu) / (2 * seconds)
             with contextlib.suppress(OSError, ValueError):
                 out["tricklers_open_at_end"] = json.loads(status.read_text())["open"]
@@ -225,13 +229,15 @@ def one_cap(cap: int | None, n: int, every: float, seconds: float, tmp: Path) ->
     return out
 
 
-def report(results: list[dict[str, object]], seconds: float, every: float) -> str:
+def report(results: list[dict[str, object]], seconds: float, every: float, clients: int) -> str:
     lines = [
-        f"Slow clients: wrk c=64 non-streaming and stream client c=32 (20 chunks), {seconds:g} s "
+        f"Slow clients: wrk c={clients} non-streaming and stream client c={min(32, clients)} "
+        f"(20 chunks), {seconds:g} s "
         f"each, with and without tricklers (one head byte every {every:g} s, reconnecting).",
         "",
         "| cap | tricklers open | req/s without | req/s with | ratio | p99 ms without → with "
-        "| TTFT p99 ms without → with | ratio | non-2xx with | gateway CPU µs/request without "
+        "| TTFT p99 ms without → with | ratio | non-2xx, socket errors with "
+        "| gateway CPU µs/request without "
         "→ with | gateway core busy without → with | trickler process core busy "
         "| gateway core busy, tricklers only | RSS MiB start → with (peak) | gateway fds with |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -244,7 +250,8 @@ def report(results: list[dict[str, object]], seconds: float, every: float) -> st
             f" of {r['tricklers']} | {a['rps']:,.0f} | {b['rps']:,.0f} | "
             f"{b['rps'] / a['rps']:.2f}× | {a['p99_ms']:.2f} → {b['p99_ms']:.2f} | "
             f"{a['ttft_p99_ms']:.2f} → {b['ttft_p99_ms']:.2f} | "
-            f"{b['ttft_p99_ms'] / a['ttft_p99_ms']:.2f}× | {b['non2xx']:.0f} "
+            f"{b['ttft_p99_ms'] / a['ttft_p99_ms']:.2f}× | {b['non2xx']:.0f}, "
+            f"{b['socket_errors']:.0f} "
             f"(+{b['streams_failed']:.0f} streams failed) | "
             f"{a['cpu_us_per_request']:.1f} → {b['cpu_us_per_request']:.1f} | "
             f"{a['gateway_core_busy']:.0%} → {b['gateway_core_busy']:.0%} | "
@@ -277,6 +284,7 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=0.5)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--caps", default="4096,2000", help="comma list of connection caps")
+    parser.add_argument("--clients", type=int, default=64, help="wrk connections (streams: ≤ 32)")
     parser.add_argument("--quick", action="store_true", help="200 tricklers, 2 s per figure")
     args = parser.parse_args()
     if args.mode == "trickle":
@@ -290,9 +298,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="boocode-slowloris-") as d:
         for cap in caps:
             print(f"cap {cap}, {n} tricklers", flush=True)
-            results.append(one_cap(None if cap == 4096 else cap, n, args.every, seconds, Path(d)))
+            results.append(
+                one_cap(None if cap == 4096 else cap, n, args.every, seconds, Path(d), args.clients)
+            )
             print(json.dumps(results[-1]), flush=True)
-    print(report(results, seconds, args.every))
+    print(report(results, seconds, args.every, args.clients))
     return 0
 
 
