@@ -262,6 +262,8 @@ def wrk(target: Target, conns: int, seconds: float, tmp: Path) -> dict[str, floa
     rps = float(found.group(1))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     done = re.search(r"(\d+) requests in", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        out)  # fmt: skip
     lat = {m[0]: _ms(m[1], m[2]) for m in re.findall(r"\s+(50|99)%\s+([\d.]+)(us|ms|s)", out)}
     return {
         "rps": rps,
@@ -269,6 +271,7 @@ def wrk(target: Target, conns: int, seconds: float, tmp: Path) -> dict[str, floa
         "p99_ms": lat.get("99", float("nan")),
         "errors": float(errors.group(1)) if errors else 0.0,
         "requests": float(done.group(1)) if done else float("nan"),
+        "socket_errors": float(sum(map(int, sockets.groups()))) if sockets else 0.0,
     }
 
 

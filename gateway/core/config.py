@@ -153,12 +153,43 @@ class Settings(BaseModel):
         "request headers, are closed after this many seconds.",
         json_schema_extra={"env": "GATEWAY_KEEPALIVE_TIMEOUT_S"},
     )
+    head_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Longest time a client may take to send its request headers, counted "
+        "from the connect for a connection's first request, else from its first byte (408 "
+        "past it; a connection that sent nothing is closed).",
+        json_schema_extra={"env": "GATEWAY_HEAD_TIMEOUT_S"},
+    )
+    min_bytes_per_s: float = Field(
+        500.0,
+        ge=0,
+        description="Slowest average rate at which request headers and bodies may arrive once "
+        "GATEWAY_RATE_GRACE_S has passed (408 below it; 0 = no floor).",
+        json_schema_extra={"env": "GATEWAY_MIN_BYTES_PER_S"},
+    )
+    rate_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a request's headers or body may lag behind "
+        "GATEWAY_MIN_BYTES_PER_S; a new connection must send its first byte within them.",
+        json_schema_extra={"env": "GATEWAY_RATE_GRACE_S"},
+    )
     max_connections: int = Field(
         4096,
         ge=1,
-        description="Most client connections at once; at the cap the one idle the longest is "
-        "closed, else a new one gets 503. Lowered to fit the process's file descriptor limit.",
+        description="Most client connections at once; at the cap one that helps nobody is "
+        "closed (already answered, the oldest unfinished request head, one silent for 1 s, "
+        "then the one idle the longest), else a new one gets 503. Lowered to fit the "
+        "process's file descriptor limit.",
         json_schema_extra={"env": "GATEWAY_MAX_CONNECTIONS"},
+    )
+    max_connections_per_client: int = Field(
+        0,
+        ge=0,
+        description="Most connections from one client address; more get 429 (0 = no limit: "
+        "behind a reverse proxy every client has its address).",
+        json_schema_extra={"env": "GATEWAY_MAX_CONNECTIONS_PER_CLIENT"},
     )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,

@@ -16,8 +16,16 @@ Discipline (RFC 9112; uvicorn's httptools protocol is the anchor):
   it is paused and the next pipelined request waits;
 - a refused request gets its error, then a lingering close (our FIN, then the rest of what the
   client sends is read and dropped for a moment), so the client can read the error;
-- at the connection cap the connection idle the longest is closed to make room, else the new
-  one is answered 503.
+- slow clients cannot hold a connection (docs/slow-clients.md): a request head must arrive
+  within `head_timeout_s` (counted from the connect for a connection's first request, as Go's
+  ReadHeaderTimeout and nginx's client_header_timeout do, else from its first byte), a body
+  within `body_timeout_s`, and both at `min_rate` bytes/s on average once `rate_grace_s` has
+  passed (mod_reqtimeout's MinRate: each byte buys 1/min_rate s); past either, 408 and close —
+  a connection that sent nothing at all is closed without a reply, as nginx and Go do;
+- at the connection cap, room is made from the connections that help nobody (`Listener.admit`):
+  one already answered and closing, then the oldest unfinished head, then a connection that has
+  sent nothing for a second, then the connection idle the longest; a request being served is
+  never closed; else the new one is answered 503.
 Every error is the OpenAI envelope, with a request id and a log line.
 """
 
@@ -27,7 +35,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn, Protocol
 
 import httptools
 
@@ -37,9 +45,6 @@ from gateway.edge.message import Incoming
 from gateway.edge.reply import Pausable, Reply
 from gateway.edge.reqlog import RequestLog, request_id
 
-if TYPE_CHECKING:
-    from gateway.edge.listener import Front
-
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
 MAX_PIPELINED = 8  # requests queued on one connection before it stops reading
@@ -47,11 +52,47 @@ CHUNK_OVERHEAD = 32  # bytes of framing allowed per chunk (size line, CRLFs), be
 LINGER_S = 2.0
 SEND_TIMEOUT_S = 120.0  # a client whose socket buffer stays full this long is dropped
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NEVER = float("inf")
 ANTHROPIC, OPENAI = Envelope.ANTHROPIC, Envelope.OPENAI
 
 Handler = Callable[[Incoming, Reply], Awaitable[None]]
 Authorize = Callable[[Incoming], GatewayError | None]  # called on the head (body not read)
 Refused = Callable[[RequestLog], None]  # a request the front answered itself: log, count
+Group = dict["FrontConnection", None]  # connections in one state, in the order they entered it
+
+
+class Listener(Protocol):
+    """What a connection needs from the side that accepted it (`gateway.edge.listener.Front`):
+    the handler and hooks, the limits it enforces, and the groups at-the-cap eviction picks from.
+    """
+
+    loop: asyncio.AbstractEventLoop
+    handle: Handler
+    authorize: Authorize | None
+    refused: Refused
+    anthropic_paths: frozenset[str]
+    closing: bool  # shutting down: replies say Connection: close
+    max_body_bytes: int
+    body_timeout_s: float
+    keepalive_timeout_s: float
+    head_timeout_s: float
+    min_rate: float  # bytes/s a head or a body must average after the grace (0: no floor)
+    rate_grace_s: float
+    silent: Group  # new connections that have sent nothing yet, oldest first
+    heads: Group  # heads begun, not yet complete, in the order they began
+    idle: Group  # keep-alive connections between requests, idle the longest first
+    lingering: Group  # answered with an error, draining before the close
+
+    def admit(self, conn: FrontConnection, transport: asyncio.BaseTransport) -> GatewayError | None:
+        """Count a new connection in (making room at the cap); the error its first request is
+        to be answered with when it cannot be served, else None."""
+        ...
+
+    def forget(self, conn: FrontConnection) -> None:
+        """The connection is gone (or being closed): it no longer counts."""
+        ...
+
+    def envelope(self, path: str) -> Envelope: ...
 
 
 class _Refusal(NamedTuple):
@@ -68,6 +109,11 @@ class _Phase(Enum):
     BODY = 2  # body (and chunk framing, trailers) arriving
 
 
+# Python 3.11 looks an Enum member up through the class in ~130 ns (an attribute store is ~13):
+# the parser callbacks, run for every request and every header, use these names instead.
+_IDLE, _HEAD, _BODY = _Phase.IDLE, _Phase.HEAD, _Phase.BODY
+
+
 class _Stop(Exception):
     """Raised inside a parser callback to stop parsing; the reason is in `FrontConnection`."""
 
@@ -77,41 +123,45 @@ class FrontConnection(asyncio.Protocol):
         "_active",
         "_body",
         "_body_size",
-        "_body_timed",
         "_close_after",
+        "_credit",
         "_deadline",
         "_field_bytes",
         "_framing_bytes",
+        "_group",
         "_head_bytes",
         "_headers",
         "_lingering",
         "_loop",
         "_next_waiting",
-        "_over_cap",
         "_parser",
         "_phase",
         "_queue",
         "_queued_bytes",
+        "_quiet_at",
         "_read_body",
         "_read_chunks",
         "_reading_paused",
         "_reject",
         "_request",
         "_timer",
+        "_timing",
         "_trailers",
         "_transitions",
+        "_turned_away",
         "_url",
         "_write_paused",
         "_write_timer",
+        "client",
         "front",
         "http11",
-        "idle_since",
         "lost",
+        "since",
         "transport",
         "upstream",
     )  # fmt: skip
 
-    def __init__(self, front: Front) -> None:
+    def __init__(self, front: Listener) -> None:
         self.front = front
         self.transport: asyncio.Transport | None = None
         self.lost = False
@@ -123,7 +173,7 @@ class FrontConnection(asyncio.Protocol):
         self._body: bytes | bytearray = b""  # one piece as it came; more are joined as they come
         self._request: Incoming | None = None  # the head of the request being read
         self._body_size = 0
-        self._phase = _Phase.IDLE
+        self._phase = _HEAD  # a new connection owes its first head from the connect on
         self._transitions = 0  # phase changes so far: a read without one stayed in one phase
         self._head_bytes = 0  # bytes of reads that arrived while a head was open
         self._field_bytes = 0  # bytes of the request line and header fields parsed
@@ -143,20 +193,30 @@ class FrontConnection(asyncio.Protocol):
         self._write_paused = False
         self._write_timer: asyncio.TimerHandle | None = None
         self._next_waiting = False  # a queued request waits for the client to read
-        self._body_timed = False  # the body's deadline is set
         self._lingering = False
-        self._over_cap = False
-        self.idle_since = self._loop.time()
+        self._turned_away: GatewayError | None = None  # its first request gets this (cap)
+        # the phase whose deadline runs (a head or a body arriving over several reads): since
+        # when, and the bytes it has brought so far (each buys 1 / min_rate seconds)
+        self._timing: _Phase | None = None
+        self.since = 0.0
+        self._credit = 0
+        # the keep-alive bound on the head awaited (from the connect, or from the end of the last
+        # reply): past it the connection is closed without a word, as it always was
+        self._quiet_at = _NEVER
+        self._group: Group | None = None  # the listener's group this connection is in
+        self.client: str | None = None  # its address, when connections are counted per client
 
     # -- asyncio's side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         front = self.front
-        if len(front.connections) >= front.max_connections and not front.evict_idle():
-            self._over_cap = True  # its first request gets a 503
-        front.connections.add(self)
-        self._set_deadline(front.keepalive_timeout_s)
+        self._turned_away = front.admit(self, transport)
+        self._timing = _HEAD  # the first head's clock starts now (Go, nginx)
+        self.since = now = self._loop.time()
+        self._quiet_at = now + front.keepalive_timeout_s
+        self._join(front.silent)
+        self._move_deadline(min(self._phase_deadline(front.head_timeout_s, 0), self._quiet_at))
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -178,12 +238,12 @@ class FrontConnection(asyncio.Protocol):
             )
             return
         if self._transitions == transitions:  # the whole read belongs to one phase: count it
-            if phase is _Phase.HEAD:
+            if phase is _HEAD:
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
                     self._refuse(_head_too_large())
                     return
-            elif phase is _Phase.BODY:
+            elif phase is _BODY:
                 # framing beyond what this read's chunks need: trailers, long extensions; the
                 # allowance of one read never carries over to the next
                 extra = len(data) - self._read_body - CHUNK_OVERHEAD * self._read_chunks
@@ -195,16 +255,16 @@ class FrontConnection(asyncio.Protocol):
                         )
                     )
                     return
-        if self._phase is _Phase.BODY and not self._body_timed:
-            self._body_timed = True
-            self._set_deadline(self.front.body_timeout_s)
+        if self._phase is not _IDLE:
+            self._unfinished(len(data))
 
     def eof_received(self) -> bool:
         return False  # a client that stops sending has hung up (as aiohttp treats it too)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self.front.connections.discard(self)
+        self._leave()
+        self.front.forget(self)
         self._cancel_timer()
         if self._write_timer is not None:
             self._write_timer.cancel()
@@ -246,7 +306,7 @@ class FrontConnection(asyncio.Protocol):
     # -- httptools' callbacks
 
     def on_message_begin(self) -> None:
-        self._phase = _Phase.HEAD
+        self._phase = _HEAD
         self._transitions += 1
         self._url = []
         self._headers = []
@@ -255,6 +315,10 @@ class FrontConnection(asyncio.Protocol):
         self._body_size = self._head_bytes = self._field_bytes = self._framing_bytes = 0
         self._trailers = 0
         self._close_after = False
+        group = self._group
+        if group is not None and self._timing is None:  # a keep-alive one is no longer idle
+            self._group = None  # (`_leave`, inline: this is every request's path)
+            del group[self]
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -266,7 +330,7 @@ class FrontConnection(asyncio.Protocol):
         self._field_bytes += len(name) + len(value)
         if self._field_bytes > MAX_HEAD_BYTES:
             self._stop(_head_too_large())
-        if self._phase is _Phase.BODY:  # a trailer: dropped, as nginx does, but bounded
+        if self._phase is _BODY:  # a trailer: dropped, as nginx does, but bounded
             self._trailers += 1
             if self._trailers > MAX_HEADERS:
                 self._stop(GatewayError(431, "headers_too_large", "too many trailer fields"))
@@ -276,8 +340,11 @@ class FrontConnection(asyncio.Protocol):
             self._stop(GatewayError(431, "headers_too_large", f"more than {MAX_HEADERS} headers"))
 
     def on_headers_complete(self) -> None:
-        self._phase = _Phase.BODY
+        self._phase = _BODY
         self._transitions += 1
+        if self._timing is not None:  # the head arrived over several reads (or is the first)
+            self._timing = None
+            self._leave()
         parser = self._parser
         try:
             head = read_head(
@@ -289,13 +356,8 @@ class FrontConnection(asyncio.Protocol):
             self._stop(err)
         request = self._request = head.request
         self._close_after = head.last
-        if self._over_cap:
-            self._stop(
-                GatewayError(
-                    503, "too_many_connections", "the gateway is at its connection limit; retry",
-                    headers={"Retry-After": "1"},
-                )
-            )  # fmt: skip
+        if self._turned_away is not None:
+            self._stop(self._turned_away)
         authorize = self.front.authorize
         if authorize is not None and (denied := authorize(request)) is not None:
             self._stop(denied)  # before reading the body, before 100 Continue
@@ -322,7 +384,7 @@ class FrontConnection(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
-        self._phase = _Phase.IDLE
+        self._phase = _IDLE
         self._transitions += 1
         request = self._request
         assert request is not None
@@ -331,7 +393,8 @@ class FrontConnection(asyncio.Protocol):
         self._body = b""
         self._request = None
         self._deadline = 0.0
-        self._body_timed = False
+        self._timing = None
+        self._quiet_at = _NEVER  # (while it is served, a pipelined head has only its own clock)
         self._queue.append(request)
         self._queued_bytes += len(request.body)
         if self._close_after:  # nothing after this request is parsed
@@ -390,9 +453,18 @@ class FrontConnection(asyncio.Protocol):
                 self._reading_paused = False
                 self.transport.resume_reading()
             self._next()
+        elif self._timing is _HEAD:  # the next head began while this one was served:
+            # its own clock runs, and the keep-alive bound from now, as for any head awaited
+            self._quiet_at = self._loop.time() + self.front.keepalive_timeout_s
+            self._move_deadline(min(self._deadline or _NEVER, self._quiet_at))
+            self._join(self.front.heads)
         elif self._deadline == 0.0:
-            self.idle_since = self._loop.time()
             self._set_deadline(self.front.keepalive_timeout_s)
+            self._quiet_at = self._deadline
+            if self._group is not None:
+                self._leave()
+            self._group = idle = self.front.idle  # (`_join`, inline: every request's path)
+            idle[self] = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -402,13 +474,25 @@ class FrontConnection(asyncio.Protocol):
     def busy(self) -> bool:
         return self._active is not None
 
-    @property
-    def idle(self) -> bool:
-        """Between requests, with nothing queued or half-read: safe to close at the cap."""
-        return (
-            self._active is None and not self._queue and self._phase is _Phase.IDLE
-            and not self._lingering and not self.lost
-        )  # fmt: skip
+    def evict(self) -> None:
+        """Closed to make room at the connection cap (the listener chose it from a group)."""
+        self._leave()
+        self.front.forget(self)
+        self.close()
+
+    def _join(self, group: Group) -> None:
+        """Enter one of the listener's groups (leaving the one it was in): at its end, so each
+        group stays in the order its connections entered it."""
+        if self._group is not group:
+            self._leave()
+            group[self] = None
+            self._group = group
+
+    def _leave(self) -> None:
+        group = self._group
+        if group is not None:
+            self._group = None
+            group.pop(self, None)
 
     # -- writing and closing
 
@@ -455,6 +539,7 @@ class FrontConnection(asyncio.Protocol):
         transport.resume_reading()
         self._deadline = 0.0
         self._set_deadline(LINGER_S)
+        self._join(self.front.lingering)
 
     def _pause_reading(self) -> None:
         if self.transport is not None and not self._reading_paused:
@@ -468,12 +553,53 @@ class FrontConnection(asyncio.Protocol):
     # -- one lazy timer per connection: moving a deadline costs no timer work
 
     def _set_deadline(self, seconds: float) -> None:
-        self._deadline = deadline = self._loop.time() + seconds
+        self._deadline = deadline = self._loop.time() + seconds  # (`_move_deadline`, inline)
         timer = self._timer
         if timer is None or deadline < timer.when():
             if timer is not None:
                 timer.cancel()
             self._timer = self._loop.call_at(deadline, self._check_deadline)
+
+    def _move_deadline(self, deadline: float) -> None:
+        """The deadline is `deadline` (loop time): a later one waits for the timer to fire and
+        re-arm it; only an earlier one replaces the timer."""
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or deadline < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._check_deadline)
+
+    def _phase_deadline(self, limit_s: float, credit: int) -> float:
+        """When the head or body that began at `since` and has brought `credit` bytes must be
+        in: within `limit_s`, and no later than the grace plus 1 / min_rate s per byte."""
+        front = self.front
+        deadline = self.since + limit_s
+        if front.min_rate > 0:
+            deadline = min(deadline, self.since + front.rate_grace_s + credit / front.min_rate)
+        return deadline
+
+    def _unfinished(self, size: int) -> None:
+        """A read ended inside a head or a body: start that phase's clock if it is not running,
+        count the read towards the floor, move the deadline. (A request that arrives whole in
+        one read never comes here.)"""
+        front = self.front
+        if self._phase is _HEAD:
+            if self._timing is not _HEAD:  # a keep-alive (or pipelined) head began
+                self._timing = _HEAD
+                self.since = self._loop.time()
+                self._credit = size  # (the read may end the message before: at most one read)
+            else:
+                self._credit += size
+            if self._active is None and not self._queue:  # nothing served: it may be evicted
+                self._join(front.heads)
+            head = self._phase_deadline(front.head_timeout_s, self._credit)
+            self._move_deadline(min(head, self._quiet_at))
+        else:
+            if self._timing is not _BODY:
+                self._timing = _BODY
+                self.since = self._loop.time()
+            self._move_deadline(self._phase_deadline(front.body_timeout_s, self._body_size))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -489,13 +615,21 @@ class FrontConnection(asyncio.Protocol):
             self._timer = self._loop.call_at(deadline, self._check_deadline)
             return
         self._deadline = 0.0
-        if self._phase is _Phase.BODY and not self._lingering:
-            self._body_timed = False
+        timing = self._timing
+        self._timing = None
+        if self._lingering or timing is None:
+            self.close()  # an idle keep-alive connection, a linger
+        elif timing is _BODY:
             self._refuse(
                 GatewayError(408, "request_timeout", "the request body arrived too slowly")
             )
+        elif self._credit == 0 or self._quiet_at <= deadline:
+            self.close()  # a new connection that sent nothing (nginx, Go); the keep-alive bound
         else:
-            self.close()  # idle keep-alive connection, a head that never finished, a linger
+            self._leave()
+            self._refuse(
+                GatewayError(408, "request_timeout", "the request headers arrived too slowly")
+            )
 
 
 def _too_large(limit: int) -> GatewayError:

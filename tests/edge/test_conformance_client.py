@@ -260,8 +260,12 @@ async def test_at_the_connection_cap_idle_connections_make_room(
 
     up = await raw_upstream(slow)
     gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}), max_connections=4)
-    idle = [await Client.open(gw.port) for _ in range(4)]  # connected, saying nothing
+    idle = [await Client.open(gw.port) for _ in range(4)]
     try:
+        for c in idle:
+            await c.send(chat("first"))
+        for c in idle:  # answered: four keep-alive connections, idle between requests
+            assert (await c.read_reply()).status == 200
         raw = await talk(gw, chat("real", extra=b"Connection: close\r\n"))
         (reply,) = responses(raw, ["POST"])
         assert reply.status == 200  # an idle connection was closed to let it in
