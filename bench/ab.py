@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import gateway, mock, wrk  # noqa: E402
+from run import gateway, mock, revision_trees, wrk  # noqa: E402
 
 
 def main() -> int:
@@ -34,36 +33,23 @@ def main() -> int:
     parser.add_argument("-d", "--seconds", type=float, default=8.0)
     parser.add_argument("-r", "--rounds", type=int, default=2)
     args = parser.parse_args()
-    root = HERE.parent
     with tempfile.TemporaryDirectory(prefix="boocode-ab-") as d:
         tmp = Path(d)
-        trees: list[tuple[str, Path]] = []
-        for rev in args.revisions:
-            tree = tmp / f"tree-{len(trees)}"
-            subprocess.run(["git", "-C", str(root), "worktree", "add", "-q", "--detach",
-                            str(tree), rev], check=True)  # fmt: skip
-            trees.append((rev, tree))
-        try:
-            with mock(tmp, 20, 0) as up:
-                for _ in range(args.rounds):
-                    for rev, tree in trees:
-                        os.environ["PYTHONPATH"] = str(tree)
-                        os.chdir(tree)  # `python -m gateway` runs this revision
-                        with gateway(tmp, up) as target:
-                            wrk(target, args.connections, 2, tmp)  # warm-up
-                            assert target.pid is not None
-                            before = cpu_seconds(target.pid)
-                            r = wrk(target, args.connections, args.seconds, tmp)
-                            cpu_us = (cpu_seconds(target.pid) - before) / r["requests"] * 1e6
-                        rps, p50, p99 = r["rps"], r["p50_ms"], r["p99_ms"]
-                        line = f"{rev:>12}  c={args.connections}  {rps:>9,.0f} req/s  "
-                        line += f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
-                        print(line + f"CPU {cpu_us:.1f} us/request", flush=True)
-        finally:
-            os.chdir(root)
-            for _, tree in trees:
-                subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force",
-                                str(tree)], check=False)  # fmt: skip
+        with revision_trees(args.revisions, tmp) as trees, mock(tmp, 20, 0) as up:
+            for _ in range(args.rounds):
+                for rev, tree in trees:
+                    os.environ["PYTHONPATH"] = str(tree)
+                    os.chdir(tree)  # `python -m gateway` runs this revision
+                    with gateway(tmp, up) as target:
+                        wrk(target, args.connections, 2, tmp)  # warm-up
+                        assert target.pid is not None
+                        before = cpu_seconds(target.pid)
+                        r = wrk(target, args.connections, args.seconds, tmp)
+                        cpu_us = (cpu_seconds(target.pid) - before) / r["requests"] * 1e6
+                    rps, p50, p99 = r["rps"], r["p50_ms"], r["p99_ms"]
+                    line = f"{rev:>12}  c={args.connections}  {rps:>9,.0f} req/s  "
+                    line += f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+                    print(line + f"CPU {cpu_us:.1f} us/request", flush=True)
     return 0
 
 

@@ -27,7 +27,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import BODY, PROXY_CORE, free_port, mock, process, wait_port  # noqa: E402
+from run import (  # noqa: E402
+    BODY,
+    PROXY_CORE,
+    free_port,
+    mock,
+    process,
+    revision_trees,
+    wait_port,
+)
 
 _COUNTED = re.compile(
     rb'^gateway_requests_total\{[^}]*route="/v1/chat/completions"[^}]*\} (\S+)$', re.M
@@ -114,26 +122,13 @@ def main() -> int:
     parser.add_argument("-n", "--requests", type=int, default=2000)
     parser.add_argument("-c", "--connections", type=int, default=16)
     args = parser.parse_args()
-    root = HERE.parent
     with tempfile.TemporaryDirectory(prefix="boocode-instr-") as d:
         tmp = Path(d)
-        trees: list[tuple[str, Path]] = []
-        for rev in args.revisions:
-            tree = tmp / f"tree-{len(trees)}"
-            subprocess.run(["git", "-C", str(root), "worktree", "add", "-q", "--detach",
-                            str(tree), rev], check=True)  # fmt: skip
-            trees.append((rev, tree))
-        try:
-            with mock(tmp, 20, 0) as up:
-                for rev, tree in trees:
-                    per = measure(tree, tmp, up, args.requests, args.connections)
-                    line = f"{rev:>12}  {per / 1000:,.1f}k instructions/request"
-                    print(f"{line} ({args.requests} requests, c={args.connections})", flush=True)
-        finally:
-            os.chdir(root)
-            for _, tree in trees:
-                subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force",
-                                str(tree)], check=False)  # fmt: skip
+        with revision_trees(args.revisions, tmp) as trees, mock(tmp, 20, 0) as up:
+            for rev, tree in trees:
+                per = measure(tree, tmp, up, args.requests, args.connections)
+                line = f"{rev:>12}  {per / 1000:,.1f}k instructions/request"
+                print(f"{line} ({args.requests} requests, c={args.connections})", flush=True)
     return 0
 
 

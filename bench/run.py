@@ -114,6 +114,26 @@ class Target:
 
 
 @contextmanager
+def revision_trees(revisions: list[str], tmp: Path) -> Iterator[list[tuple[str, Path]]]:
+    """Each git revision checked out in a temporary worktree under `tmp` (removed after), so a
+    change is measured against the code before it on the same machine (ab.py, instructions.py)."""
+    root = HERE.parent
+    trees: list[tuple[str, Path]] = []
+    try:
+        for rev in revisions:
+            tree = tmp / f"tree-{len(trees)}"
+            subprocess.run(["git", "-C", str(root), "worktree", "add", "-q", "--detach",
+                            str(tree), rev], check=True)  # fmt: skip
+            trees.append((rev, tree))
+        yield trees
+    finally:
+        os.chdir(root)
+        for _, tree in trees:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],
+                           check=False)  # fmt: skip
+
+
+@contextmanager
 def mock(tmp: Path, chunks: int, delay_ms: float, per_token: bool = False) -> Iterator[int]:
     port = free_port()
     cmd = [
