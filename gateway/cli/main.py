@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway import __version__
+from gateway.cli import bench as bench_cli
 from gateway.core import logging as gwlogging
 from gateway.core.config import OTHER_ENV, ConfigError, Settings, env_names, load_settings
 from gateway.fleet.catalog import Catalog
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check,sync}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check,sync,bench}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--providers", type=Path, help="registry file (LLAMA_PROVIDERS_PATH)")
     serve = sub.add_parser(
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "(default: GATEWAY_URL; without either, this machine's registry at GATEWAY_HOST/PORT)",
     )
     sync.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    bench_cli.add_parser(sub, common)
     sub.add_parser(
         "check",
         parents=[common],
@@ -133,12 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except LauncherError as exc:
             print(f"boocode-gateway demo: {exc}", file=sys.stderr)
             return 1
-    if command in ("check", "sync"):
+    if command in ("check", "sync", "bench"):
         gwlogging.configure("console", level=logging.ERROR)
     if command == "check":
         return asyncio.run(check(settings, registry))
     if command == "sync":
         return asyncio.run(sync(settings, registry, args))
+    if command == "bench":
+        return asyncio.run(bench_cli.run(settings, args))
     from gateway.cli.server import serve
 
     return serve(settings, registry)

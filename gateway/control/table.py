@@ -11,7 +11,17 @@ from enum import Enum
 
 from aiohttp import web
 
-from gateway.control.routes import fleet, health, models, page, requests, settings, usage
+from gateway.control.routes import (
+    arena,
+    bench,
+    fleet,
+    health,
+    models,
+    page,
+    requests,
+    settings,
+    usage,
+)
 from gateway.edge.errors import Envelope
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,6 +59,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/requests/{id}/cancel", CONTROL, requests.cancel_request),
     Route("GET", "/api/settings", CONTROL, settings.get_settings),
     Route("PATCH", "/api/settings", CONTROL, settings.patch_settings),
+    Route("POST", "/api/arena", CONTROL, arena.start_battle),
+    Route("POST", "/api/arena/votes", CONTROL, arena.vote),
+    Route("GET", "/api/arena/leaderboard", CONTROL, arena.get_leaderboard),
+    Route("GET", "/api/bench", CONTROL, bench.get_results),
+    Route("POST", "/api/bench", CONTROL, bench.add_results),
     Route("GET", "/health", CONTROL, health.health),
     Route("GET", "/metrics", CONTROL, health.metrics),
     Route("GET", "/", CONTROL, page.index),
