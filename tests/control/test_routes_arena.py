@@ -6,6 +6,7 @@ the OpenAI envelope and records nothing."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -38,6 +39,12 @@ def events_of(raw: bytes) -> list[Any]:
                 data = line[6:]
                 out.append("[DONE]" if data == b"[DONE]" else orjson.loads(data))
     return out
+
+
+async def _until(ready: Callable[[], bool]) -> None:
+    """Poll a condition (the caller bounds the wait)."""
+    while not ready():  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
 
 
 async def battle(gw: Gateway, models: list[str], **body: Any) -> list[Any]:
@@ -102,12 +109,15 @@ async def test_a_client_that_hangs_up_cancels_every_contestant(
                 line = await r.content.readline()
                 if line.startswith(b"data: {") and b'"text"' in line:
                     seen.add(orjson.loads(line[6:])["model"])
-        r.connection.transport.abort()  # type: ignore[union-attr]  # the client hangs up
+        r.connection.transport.abort()  # the client hangs up
     async with asyncio.timeout(10):
         await a.cancelled.wait()
         await b.cancelled.wait()
-        while gw.app[STATE].activity.snapshot()["active"]:
-            await asyncio.sleep(0.02)
+        await a.idle.wait()
+        await b.idle.wait()
+        await _until(lambda: not gw.app[STATE].activity.snapshot()["active"])
+    recent = gw.app[STATE].activity.snapshot()["recent"]
+    assert sorted(r["provider"] for r in recent) == ["a", "b"]  # both ended on the gateway too
 
 
 async def test_a_contestant_cancelled_on_the_gateway_ends_alone(
@@ -122,11 +132,12 @@ async def test_a_contestant_cancelled_on_the_gateway_ends_alone(
         head = orjson.loads((await r.content.readline())[6:])
         async with asyncio.timeout(10):
             await a.arrived.wait()
-            while True:  # wait until a's stream is under way, then cancel it from the API
-                entry = gw.app[STATE].activity.find(f"arena-{head['battle']}-1")
-                if entry is not None and entry.state == "streaming":
-                    break
-                await asyncio.sleep(0.02)
+            activity = gw.app[STATE].activity
+            await _until(  # a's stream is under way: cancel it from the API
+                lambda: (
+                    getattr(activity.find(f"arena-{head['battle']}-1"), "state", "") == "streaming"
+                )
+            )
         cancel = await gw.post(f"/api/requests/arena-{head['battle']}-1/cancel")
         assert cancel.status == 200
         events = events_of(await r.read())
@@ -163,7 +174,7 @@ async def test_votes_rank_the_models_and_refuse_what_the_battle_did_not_have(
     board = await (await gw.get("/api/arena/leaderboard")).json()
     assert board["rating"] == "elo"
     rows = {r["model"]: r for r in board["rows"]}
-    assert [r["model"] for r in board["rows"]][0] == "b/qwen3"
+    assert board["rows"][0]["model"] == "b/qwen3"
     assert rows["b/qwen3"] | {"rating": 0} == {
         "model": "b/qwen3", "wins": 1, "losses": 0, "ties": 2, "rating": 0,
     }  # fmt: skip
