@@ -13,7 +13,6 @@ from gateway.cli.main import _parser
 from gateway.core.config import load_settings
 from tests.conftest import Gateway, GatewayFactory, UpstreamFactory, registry_for
 
-
 SETTINGS = load_settings({})  # (no GATEWAY_API_KEYS: no key sent)
 
 
