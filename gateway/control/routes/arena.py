@@ -32,6 +32,7 @@ from gateway.fleet.resolver import pool_of, resolve
 MIN_MODELS, MAX_MODELS = 2, 4
 MAX_TOKENS = 1_000_000
 ARENA_USER_AGENT = "boocode-gateway-arena"
+KEEPALIVE_S = 30.0  # between events, when GATEWAY_SSE_KEEPALIVE_S is 0
 
 
 def read_object(raw: bytes) -> dict[str, Any]:
@@ -106,6 +107,8 @@ async def start_battle(request: web.Request) -> web.StreamResponse:
     body = read_object(await request.read())
     models = await _contestants(state, body.get("models"))
     options = _options(body)
+    if not state.front_url:  # (an app not started by cli.server: no front to send them to)
+        raise GatewayError(503, "gateway_unavailable", "the arena needs the gateway's front")
     battle = secrets.token_hex(8)
     await state.arena.open_battle(battle, models, time.time())  # (after every check passed)
     response = web.StreamResponse(
@@ -121,7 +124,8 @@ async def start_battle(request: web.Request) -> web.StreamResponse:
         if (value := request.headers.get(name)) is not None:
             headers[name] = value
     rids = [f"arena-{battle}-{n}" for n in range(1, len(models) + 1)]
-    keepalive = state.settings.sse_keepalive_s
+    # (always some: the front's relay to this handler gives up after CONTROL_TIMING's idle_s)
+    keepalive = state.settings.sse_keepalive_s or KEEPALIVE_S
     url = state.front_url + "/v1/chat/completions"
     async with contextlib.aclosing(
         contest(state.http, url, headers, models, options, rids, keepalive)
