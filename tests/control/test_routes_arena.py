@@ -81,7 +81,7 @@ async def test_both_answers_stream_in_one_response_with_their_figures(
     recent = (await (await gw.get("/api/requests")).json())["recent"]
     listed = {r["id"]: r for r in recent}
     assert listed[f"arena-{first['battle']}-2"]["provider"] == "b"
-    assert listed[f"arena-{first['battle']}-1"]["client"] == "other"
+    assert listed[f"arena-{first['battle']}-1"]["client"] == "arena"
 
 
 async def test_a_machine_that_fails_is_that_contestants_error_only(
