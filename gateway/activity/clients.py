@@ -19,6 +19,8 @@ _KNOWN: tuple[tuple[str, str], ...] = (
     ("aiohttp/", "aiohttp"),
     ("python/", "aiohttp"),  # aiohttp's default: "Python/3.x aiohttp/3.x"
     ("mozilla/", "browser"),
+    ("boocode-gateway-arena", "arena"),  # the gateway's own arena contestants
+    ("boocode-gateway-bench", "bench"),  # boocode-gateway bench
 )
 
 

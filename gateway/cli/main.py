@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway import __version__
+from gateway.cli import bench as bench_cli
 from gateway.core import logging as gwlogging
 from gateway.core.config import OTHER_ENV, ConfigError, Settings, env_names, load_settings
 from gateway.fleet.catalog import Catalog
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check,sync,load,unload}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check,sync,load,unload,bench}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--providers", type=Path, help="registry file (LLAMA_PROVIDERS_PATH)")
     serve = sub.add_parser(
@@ -108,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
             help="the gateway (default: GATEWAY_URL; without either, this machine's at "
             "GATEWAY_HOST/PORT)",
         )
+    bench_cli.add_parser(sub, common)
     sub.add_parser(
         "check",
         parents=[common],
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except LauncherError as exc:
             print(f"boocode-gateway demo: {exc}", file=sys.stderr)
             return 1
-    if command in ("check", "sync", "load", "unload"):
+    if command in ("check", "sync", "load", "unload", "bench"):
         gwlogging.configure("console", level=logging.ERROR)
     if command in ("load", "unload"):
         return asyncio.run(change(settings, args))
@@ -156,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(check(settings, registry))
     if command == "sync":
         return asyncio.run(sync(settings, registry, args))
+    if command == "bench":
+        return asyncio.run(bench_cli.run(settings, args))
     from gateway.cli.server import serve
 
     return serve(settings, registry)

@@ -71,6 +71,15 @@ class Running:
         shutil.rmtree(self._sockdir, ignore_errors=True)
 
 
+def front_url(host: str, port: int) -> str:
+    """Where this process reaches its own front: loopback when it listens on every address."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def connection_cap(wanted: int) -> int:
     """The client-connection cap the file descriptor limit allows: the soft limit is raised
     toward the hard one; each client may need an upstream connection too, plus some spare."""
@@ -121,6 +130,7 @@ async def start(app: web.Application, host: str, port: int) -> Running:
             anthropic_paths=ANTHROPIC_ENVELOPE,
         )
         bound = await front.listen(host, port)
+        state.front_url = front_url(host, bound)
         gwlogging.attach(front.loop)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -30,6 +30,8 @@ from gateway.fleet.registry import Registry, RegistryBox
 from gateway.fleet.reload import Reloader
 from gateway.pools.lanes import Lanes
 from gateway.pools.members import Pools
+from gateway.store import arena as arena_db
+from gateway.store import bench as bench_db
 from gateway.store.settings import DB_NAME, SettingsStore
 from gateway.sync.run import AutoSync
 from gateway.usage.history import DB_NAME as USAGE_DB
@@ -71,6 +73,7 @@ def create_app(
     app.on_shutdown.append(_drain)
     app.cleanup_ctx.append(_settings_store)
     app.cleanup_ctx.append(_usage_history)
+    app.cleanup_ctx.append(_arena_and_bench)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_catalog)
     app.cleanup_ctx.append(_reloader)
@@ -143,6 +146,20 @@ async def _settings_store(app: web.Application) -> AsyncIterator[None]:
     state.settings_store = store
     yield
     store.close()
+
+
+async def _arena_and_bench(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    data_dir = state.settings.data_dir
+    state.arena = arena_db.ArenaStore(data_dir / arena_db.DB_NAME)
+    try:
+        state.bench = bench_db.BenchStore(data_dir / bench_db.DB_NAME)
+    except BaseException:
+        state.arena.close()
+        raise
+    yield
+    state.arena.close()
+    state.bench.close()
 
 
 async def _catalog(app: web.Application) -> AsyncIterator[None]:

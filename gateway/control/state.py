@@ -24,6 +24,8 @@ from gateway.fleet.registry import RegistryBox
 from gateway.fleet.reload import Reloader
 from gateway.pools.lanes import Lanes
 from gateway.pools.members import Pools
+from gateway.store.arena import ArenaStore
+from gateway.store.bench import BenchStore
 from gateway.store.settings import SettingsStore
 from gateway.usage.history import UsageHistory
 
@@ -44,12 +46,17 @@ class State:
     throughput: Throughput  # generation tokens per machine, the last hour
     background: list[asyncio.Task[None]] = field(default_factory=list)
     reloader: Reloader | None = None  # set at start-up
+    # The front's own URL (loopback when it listens on every address), set once it listens:
+    # the arena sends its contestants there, as a client would.
+    front_url: str = ""
     # Opened by the cleanup contexts, at start-up (reading one before is a bug: AttributeError).
     settings_store: SettingsStore = field(init=False)
     usage: UsageHistory = field(init=False)
     http: aiohttp.ClientSession = field(init=False)  # the catalog's client
     catalog: Catalog = field(init=False)
     pools: Pools = field(init=False)
+    arena: ArenaStore = field(init=False)
+    bench: BenchStore = field(init=False)
 
     @property
     def secrets(self) -> tuple[bytes, ...]:

@@ -12,6 +12,8 @@ from enum import Enum
 from aiohttp import web
 
 from gateway.control.routes import (
+    arena,
+    bench,
     fleet,
     health,
     loading,
@@ -60,6 +62,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/requests/{id}/cancel", CONTROL, requests.cancel_request),
     Route("GET", "/api/settings", CONTROL, settings.get_settings),
     Route("PATCH", "/api/settings", CONTROL, settings.patch_settings),
+    Route("POST", "/api/arena", CONTROL, arena.start_battle),
+    Route("POST", "/api/arena/votes", CONTROL, arena.vote),
+    Route("GET", "/api/arena/leaderboard", CONTROL, arena.get_leaderboard),
+    Route("GET", "/api/bench", CONTROL, bench.get_results),
+    Route("POST", "/api/bench", CONTROL, bench.add_results),
     Route("GET", "/health", CONTROL, health.health),
     Route("GET", "/metrics", CONTROL, health.metrics),
     Route("GET", "/", CONTROL, page.index),

@@ -1,8 +1,9 @@
-"""The store's one small interface: what the gateway keeps, as three tables. SQLite files in the
-data directory implement them (`SqliteSettings`, `SqliteUsage`, `SqliteFacts`, the embedded
-default); another backend (a shared database for replicas) is another implementation of the same
-three, and nothing above the store changes: `SettingsStore`, `UsageHistory` and `Learned` take a
-table, or a path for the SQLite default.
+"""The store's one small interface: what the gateway keeps, as five tables. SQLite files in the
+data directory implement them (`SqliteSettings`, `SqliteUsage`, `SqliteFacts`, `SqliteArena`,
+`SqliteBench`, the embedded default); another backend (a shared database for replicas) is another
+implementation of the same five, and nothing above the store changes: `SettingsStore`,
+`UsageHistory`, `Learned`, `ArenaStore` and `BenchStore` take a table, or a path for the SQLite
+default.
 
 Methods are synchronous and called from worker threads (`asyncio.to_thread`), never on the
 event loop; each write is one transaction."""
@@ -10,6 +11,7 @@ event loop; each write is one transaction."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 # hour (unix time / 3600), provider, model, key label; requests, prompt, completion, cached
@@ -17,6 +19,25 @@ from typing import Any, Protocol
 UsageRow = tuple[int, str, str, str, int, int, int, int, float]
 # composite model id, context window, capabilities (JSON text)
 FactRow = tuple[str, int | None, str | None]
+# an arena battle's models (composite ids, as the battle named them) and the winner (None: a tie)
+VoteRow = tuple[tuple[str, ...], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchRow:
+    """One benchmark of one model on one machine (`gateway.arena.bench`)."""
+
+    model: str  # the composite id measured
+    provider: str  # the machine that answered (X-Gateway-Provider)
+    measured: float  # unix time
+    prompt_tokens: int | None  # the prompt as the machine counted it
+    gen_tokens: int | None  # tokens generated
+    pp_tps: float | None  # prompt processing, tokens/s
+    tg_tps: float | None  # generation, tokens/s
+    ttft_ms: float | None  # first token of the warm run
+    first_ttft_ms: float | None  # first token of the first run (includes a load when there was)
+    loaded: bool | None  # the model had to load first (None: not known)
+    source: str  # "timings" (llama-server's own) or "wall" (the client's clock)
 
 
 class SettingsLimit(ValueError):
@@ -55,6 +76,39 @@ class FactsTable(Protocol):
 
     def put(self, rows: Sequence[FactRow], now: int, keep: int) -> None:
         """Store the facts (learned at `now`), keeping only the `keep` newest."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ArenaTable(Protocol):
+    def open_battle(self, battle: str, models: Sequence[str], now: float, keep: int) -> None:
+        """Record a battle (its id and models); battles not voted on past the `keep` newest are
+        dropped."""
+        ...
+
+    def battle(self, battle: str) -> tuple[tuple[str, ...], bool] | None:
+        """A battle's models and whether it has its vote; None: no such battle."""
+        ...
+
+    def vote(self, battle: str, winner: str | None, now: float) -> bool:
+        """Record the battle's one vote; False (nothing stored) when it already has one."""
+        ...
+
+    def votes(self) -> list[VoteRow]:
+        """Every vote, oldest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class BenchTable(Protocol):
+    def add(self, rows: Sequence[BenchRow], keep: int) -> None:
+        """Store the results, keeping only the `keep` newest."""
+        ...
+
+    def latest(self) -> list[BenchRow]:
+        """The newest result of each machine and model, by machine then model."""
         ...
 
     def close(self) -> None: ...

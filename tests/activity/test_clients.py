@@ -15,6 +15,8 @@ from gateway.activity.clients import client_of
         (b"Anthropic/Python 0.40.0", "anthropic-python"),
         (b"curl/8.5.0", "curl"),
         (b"Mozilla/5.0 (X11; Linux x86_64)", "browser"),
+        (b"boocode-gateway-arena", "arena"),
+        (b"boocode-gateway-bench", "bench"),
         (b"something-else/1", "other"),
         (b"", ""),
         (None, ""),

@@ -1,4 +1,4 @@
-"""The store's three tables, held to their interface (`gateway/store/tables.py`) on the SQLite
+"""The store's five tables, held to their interface (`gateway/store/tables.py`) on the SQLite
 files the gateway uses by default: what one write stores, what a failed write leaves (nothing),
 what a read-only reader may do (never write)."""
 
@@ -9,10 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store.arena import SqliteArena
+from gateway.store.bench import SqliteBench
 from gateway.store.facts import SqliteFacts
 from gateway.store.settings import MAX_KEYS, SqliteSettings
 from gateway.store.sqlite import SqliteFile
-from gateway.store.tables import FactsTable, SettingsLimit, SettingsTable, UsageTable
+from gateway.store.tables import (
+    ArenaTable,
+    BenchRow,
+    BenchTable,
+    FactsTable,
+    SettingsLimit,
+    SettingsTable,
+    UsageTable,
+)
 from gateway.store.usage import SqliteUsage
 
 
@@ -89,3 +99,58 @@ def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
     file.close()  # twice: harmless
     with pytest.raises(sqlite3.ProgrammingError, match=r"t\.sqlite3 is closed"):
         file.query("SELECT 1")
+
+
+def test_arena_battles_take_one_vote_each_and_votes_read_oldest_first(tmp_path: Path) -> None:
+    table: ArenaTable = SqliteArena(tmp_path / "a.sqlite3")
+    table.open_battle("b1", ["p/x", "q/y"], now=1, keep=10)
+    table.open_battle("b2", ["p/x", "q/y", "r/z"], now=2, keep=10)
+    assert table.battle("b1") == (("p/x", "q/y"), False)
+    assert table.battle("nope") is None
+    assert table.votes() == []
+    assert table.vote("b2", None, now=3)
+    assert table.vote("b1", "q/y", now=4)
+    assert not table.vote("b1", "p/x", now=5)  # one vote per battle: the first stays
+    assert table.battle("b1") == (("p/x", "q/y"), True)
+    table.close()
+    again = SqliteArena(tmp_path / "a.sqlite3")  # committed
+    assert again.votes() == [(("p/x", "q/y", "r/z"), None), (("p/x", "q/y"), "q/y")]
+    again.close()
+
+
+def test_arena_keeps_the_newest_unvoted_battles_and_every_voted_one(tmp_path: Path) -> None:
+    table = SqliteArena(tmp_path / "a.sqlite3")
+    table.open_battle("old-voted", ["a/x", "b/x"], now=1, keep=2)
+    table.vote("old-voted", "a/x", now=1)
+    for n in range(2, 6):
+        table.open_battle(f"b{n}", ["a/x", "b/x"], now=n, keep=2)
+    kept = [bid for bid in ("old-voted", "b2", "b3", "b4", "b5") if table.battle(bid)]
+    assert kept == ["old-voted", "b4", "b5"]
+    table.close()
+
+
+def test_arena_a_battle_id_is_recorded_once(tmp_path: Path) -> None:
+    table = SqliteArena(tmp_path / "a.sqlite3")
+    table.open_battle("b1", ["a/x", "b/x"], now=1, keep=10)
+    with pytest.raises(sqlite3.IntegrityError):
+        table.open_battle("b1", ["c/x", "d/x"], now=2, keep=10)
+    assert table.battle("b1") == (("a/x", "b/x"), False)
+    table.close()
+
+
+def _bench(model: str, provider: str, measured: float, tg: float) -> BenchRow:
+    return BenchRow(model, provider, measured, 512, 128, 900.5, tg, 40.0, 2500.0, True, "timings")
+
+
+def test_bench_latest_is_the_newest_per_machine_and_model(tmp_path: Path) -> None:
+    table: BenchTable = SqliteBench(tmp_path / "b.sqlite3")
+    table.add([_bench("b/m", "b", 1, 10.0), _bench("a/m", "a", 2, 20.0)], keep=10)
+    table.add([_bench("a/m", "a", 3, 30.0)], keep=10)
+    table.add([_bench("any/m", "b", 4, 40.0)], keep=10)  # a pool's figure: the machine it ran on
+    assert table.latest() == [
+        _bench("a/m", "a", 3, 30.0), _bench("any/m", "b", 4, 40.0), _bench("b/m", "b", 1, 10.0)
+    ]  # fmt: skip
+    nothing = BenchRow("c/m", "c", 5, None, None, None, None, None, None, None, "wall")
+    table.add([nothing], keep=2)  # keeps the two newest rows
+    assert table.latest() == [_bench("any/m", "b", 4, 40.0), nothing]
+    table.close()

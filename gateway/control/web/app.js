@@ -434,3 +434,218 @@ function start() {
 }
 
 start();
+
+// ---------------------------------------------------------------- arena
+// One prompt to 2-4 models (POST /api/arena, one SSE stream), the answers side by side, a vote.
+
+const LETTERS = "ABCD";
+const arena = { picked: [], shown: "", battle: null, models: [], results: {}, blind: false, controller: null, voted: false };
+
+function arenaIds(data) {
+  return [...new Set([...data.favorites.map((m) => m.id),
+    ...data.providers.filter((p) => p.status !== "offline").flatMap((p) => p.models.map((m) => m.id)),
+    ...data.pools.map((p) => p.id)])];
+}
+
+function renderArenaPicks(data) {
+  const favs = new Set(data.favorites.map((m) => m.id));
+  const ids = arenaIds(data);
+  arena.picked = arena.picked.filter((id) => ids.includes(id));
+  const shown = JSON.stringify([ids, [...favs]]);
+  if (shown === arena.shown) return;
+  arena.shown = shown;
+  $("arena-picks").replaceChildren(...ids.map((id) => el("label", {},
+    el("input", { type: "checkbox", value: id, "data-arena-pick": id, onchange: arenaPick }),
+    favs.has(id) ? el("span", { class: "fav", "aria-label": "favorite", text: "★" }) : "",
+    id)));
+  syncArenaPicks();
+}
+
+function arenaPick(event) {
+  const id = event.target.value;
+  arena.picked = event.target.checked ? [...arena.picked.filter((p) => p !== id), id] : arena.picked.filter((p) => p !== id);
+  syncArenaPicks();
+}
+
+function syncArenaPicks() {
+  for (const box of document.querySelectorAll("[data-arena-pick]")) {
+    box.checked = arena.picked.includes(box.value);
+    box.disabled = !box.checked && arena.picked.length >= 4;
+  }
+}
+
+function arenaName(i) {
+  return arena.blind && !arena.voted ? `Model ${LETTERS[i]}` : `${LETTERS[i]} · ${arena.models[i]}`;
+}
+
+function arenaFigures(result, reveal) {
+  if (result.error) return `failed: ${result.error.message || result.error.code}`;
+  const parts = [];
+  if (reveal && result.provider) parts.push(`on ${result.provider}`);
+  parts.push(`first token ${fmtMs(result.ttftMs)}`);
+  parts.push(`${result.tokensPerSecond == null ? "–" : result.tokensPerSecond} tok/s`);
+  if (result.completionTokens != null) parts.push(`${result.completionTokens} tokens`);
+  return parts.join(" · ");
+}
+
+function renderArenaColumns() {
+  $("arena-answers").replaceChildren(...arena.models.map((model, i) => el("article", { class: "contestant", "data-arena-col": String(i) },
+    el("h3", { text: arenaName(i) }),
+    el("pre", { class: "reply", "aria-live": "polite", "aria-label": `Answer ${LETTERS[i]}` }),
+    el("p", { class: "figures", text: "waiting…" }))));
+}
+
+function arenaColumn(model) {
+  const i = arena.models.indexOf(model);
+  return i < 0 ? null : document.querySelector(`[data-arena-col="${i}"]`);
+}
+
+function showArenaResult(result) {
+  const col = arenaColumn(result.model);
+  if (!col) return;
+  arena.results[result.model] = result;
+  const line = col.querySelector(".figures");
+  line.textContent = arenaFigures(result, !arena.blind || arena.voted);
+  line.classList.toggle("error", Boolean(result.error));
+}
+
+function arenaEvent(event) {
+  if (event.battle) {
+    arena.battle = event.battle;
+    arena.models = event.models;
+    renderArenaColumns();
+  } else if (event.done) {
+    showArenaResult(event);
+  } else if (event.text || event.reasoning) {
+    const col = arenaColumn(event.model);
+    if (col && event.text) col.querySelector(".reply").textContent += event.text;
+    if (col && col.querySelector(".figures").textContent === "waiting…") col.querySelector(".figures").textContent = "streaming…";
+  }
+}
+
+function showArenaError(message) {
+  $("arena-error").textContent = message || "";
+  $("arena-error").hidden = !message;
+}
+
+async function startArena(event) {
+  event.preventDefault();
+  showArenaError("");
+  if (arena.picked.length < 2) { showArenaError("Pick 2 to 4 models."); return; }
+  Object.assign(arena, { battle: null, models: [], results: {}, voted: false, blind: $("arena-blind").checked });
+  $("arena-answers").replaceChildren();
+  $("arena-vote").hidden = true;
+  $("arena-voted").hidden = true;
+  arena.controller = new AbortController();
+  $("arena-start").disabled = true;
+  $("arena-stop").hidden = false;
+  try {
+    const resp = await fetch("/api/arena", {
+      method: "POST", signal: arena.controller.signal,
+      headers: authHeaders({ "Content-Type": "application/json" }),
+      body: JSON.stringify({ models: arena.picked, messages: [{ role: "user", content: $("arena-prompt").value }] }),
+    });
+    if (!resp.ok) { showArenaError(await errorMessage(resp)); return; }
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        for (const line of block.split("\n")) {
+          if (!line.startsWith("data:")) continue;
+          const data = line.slice(5).trim();
+          if (data === "[DONE]") continue;
+          try { arenaEvent(JSON.parse(data)); } catch (_) { /* not JSON */ }
+        }
+      }
+    }
+    if (arena.battle) showVote();
+  } catch (err) {
+    if (err.name !== "AbortError") showArenaError(err.message);
+    else showArenaError("Stopped: every answer was cancelled.");
+  } finally {
+    arena.controller = null;
+    $("arena-start").disabled = false;
+    $("arena-stop").hidden = true;
+  }
+}
+
+function showVote() {
+  const box = $("arena-vote");
+  const better = arena.models.length === 2 ? "better" : "best";
+  box.replaceChildren(
+    ...arena.models.map((model, i) => el("button", { type: "button", "data-vote": model, text: `${LETTERS[i]} is ${better}`, onclick: () => vote(model) })),
+    el("button", { type: "button", "data-vote": "", text: "Tie", onclick: () => vote(null) }));
+  box.hidden = false;
+}
+
+async function vote(winner) {
+  for (const b of document.querySelectorAll("[data-vote]")) b.disabled = true;
+  try {
+    const data = await api("/api/arena/votes", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ battle: arena.battle, winner }),
+    });
+    arena.voted = true;
+    arena.models.forEach((model, i) => {  // the names, shown now
+      const col = arenaColumn(model);
+      col.querySelector("h3").textContent = arenaName(i);
+      if (arena.results[model]) showArenaResult(arena.results[model]);
+    });
+    $("arena-vote").hidden = true;
+    $("arena-voted").textContent = winner === null ? "Vote recorded: a tie." : `Vote recorded: ${winner} won.`;
+    $("arena-voted").hidden = false;
+    renderLeaderboard(data.rows);
+  } catch (err) {
+    showArenaError(err.message);
+    for (const b of document.querySelectorAll("[data-vote]")) b.disabled = false;
+  }
+}
+
+function renderLeaderboard(rows) {
+  $("leaderboard-empty").hidden = rows.length > 0;
+  $("leaderboard").hidden = rows.length === 0;
+  $("leaderboard").tBodies[0].replaceChildren(...rows.map((r, i) => el("tr", { "data-rank": r.model },
+    el("td", { text: String(i + 1) }), el("td", { text: r.model }), el("td", { text: String(r.rating) }),
+    el("td", { text: String(r.wins) }), el("td", { text: String(r.losses) }), el("td", { text: String(r.ties) }))));
+}
+
+// ---------------------------------------------------------------- bench
+
+function renderBench(results) {
+  $("bench-empty").hidden = results.length > 0;
+  $("bench").hidden = results.length === 0;
+  $("bench").tBodies[0].replaceChildren(...results.map((r) => el("tr", { "data-bench": `${r.provider} ${r.model}` },
+    el("td", { text: r.provider }), el("td", { text: r.model }),
+    el("td", { text: r.promptPerSecond == null ? "–" : String(r.promptPerSecond) }),
+    el("td", { text: r.tokensPerSecond == null ? "–" : String(r.tokensPerSecond) }),
+    el("td", { text: fmtMs(r.ttftMs) }),
+    el("td", { title: r.measured, text: ago(r.measured) }),
+    el("td", { class: "muted", text: [r.loaded ? `loaded first (${fmtMs(r.firstTtftMs)})` : "", r.source === "wall" ? "wall clock" : ""].filter(Boolean).join(" · ") }))));
+}
+
+async function loadArenaAndBench() {
+  try {
+    const [models, board, bench] = await Promise.all([
+      api("/api/models?favorites=1"), api("/api/arena/leaderboard"), api("/api/bench")]);
+    renderArenaPicks(models);
+    renderLeaderboard(board.rows);
+    renderBench(bench.results);
+  } catch (_) { /* the fleet panel above shows what is wrong (a key, the gateway gone) */ }
+}
+
+function startArenaAndBench() {
+  $("arena-form").addEventListener("submit", startArena);
+  $("arena-stop").addEventListener("click", () => { if (arena.controller) arena.controller.abort(); });
+  $("key-form").addEventListener("submit", () => setTimeout(loadArenaAndBench, 0));
+  loadArenaAndBench();
+  setInterval(() => { if (!document.hidden && !arena.controller) loadArenaAndBench(); }, REFRESH_MS);
+}
+
+startArenaAndBench();
