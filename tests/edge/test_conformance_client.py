@@ -9,10 +9,18 @@ import json
 import pytest
 
 from tests.conftest import Gateway, GatewayFactory, registry_for
-from tests.edge.test_conformance_upstream import RawFactory, raw_upstream
-from tests.edge.wire import Client, RawUpstream, Seen, Step, chat, echo, json_reply, post, responses
-
-__all__ = ["raw_upstream"]  # the fixture, shared
+from tests.edge.wire import (
+    Client,
+    RawFactory,
+    RawUpstream,
+    Seen,
+    Step,
+    chat,
+    echo,
+    json_reply,
+    post,
+    responses,
+)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 import orjson
 
 from tests.conftest import Gateway, GatewayFactory, UpstreamFactory, registry_for
-from tests.edge.test_relay import sse_payloads
+from tests.edge.helpers import sse_payloads
 
 CHAT_BODY = b'{"model":"a/m"}'
 

@@ -18,31 +18,10 @@ from gateway.edge.headers import SSE_LINES
 from gateway.edge.relay import REFUSED_LIMIT, Exchange, Failover, Streams, Timing
 from gateway.edge.reply import Reply
 from tests.conftest import GatewayFactory, registry_for
+from tests.edge.helpers import RecordingWire
 from tests.edge.wire import Client, RawUpstream, Seen, Step, post, responses
 
 JSON = [(b"Content-Type", b"application/json")]
-
-
-class _Wire:
-    """The client's side of a `Reply`: what was sent to it."""
-
-    def __init__(self) -> None:
-        self.lost = False
-        self.http11 = True
-        self.sent: list[bytes] = []
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        self.lost = True
-
-    def follow(self, upstream: object) -> None:
-        pass
 
 
 class _Walked(list[bytes]):
@@ -86,7 +65,7 @@ async def test_a_5xx_body_in_one_byte_reads_costs_one_step_per_read(
     cap, then linear per read). Now the held pieces are walked once, to make the message."""
     limit = 4096  # (the rule is the same at any cap; this one keeps the old cost quick to show)
     monkeypatch.setattr(relay, "REFUSED_LIMIT", limit)
-    wire = _Wire()
+    wire = RecordingWire()
     ex = _exchange(Reply(wire, keep_alive=True, head=False), retryable=True)
     ex.on_head(503, JSON, None)
     held = ex._refused_body = _Walked()
@@ -121,7 +100,7 @@ async def test_a_5xx_body_in_one_byte_reads_costs_one_step_per_read(
 )
 async def test_what_is_held_at_and_past_the_cap(sizes: list[int]) -> None:
     reads = _reads(sizes)
-    wire = _Wire()
+    wire = RecordingWire()
     ex = _exchange(Reply(wire, keep_alive=True, head=False), retryable=True)
     ex.on_head(502, JSON, None)
     for data in reads:
@@ -140,7 +119,7 @@ async def test_after_keepalives_the_client_gets_the_same_error_event(sizes: list
     """Keep-alive comments already started the reply (200, SSE): the upstream's 500 ends it with
     one SSE error event made from the held body, and nothing else of that body."""
     reads = [b"\xe2\x82\xac" * 700, *_reads(sizes)]  # (the message is cut by characters)
-    wire = _Wire()
+    wire = RecordingWire()
     reply = Reply(wire, keep_alive=True, head=False)
     reply.start(200, SSE_LINES, None)
     reply.flush()

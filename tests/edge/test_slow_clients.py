@@ -16,10 +16,7 @@ import pytest
 
 from gateway.edge import listener
 from tests.conftest import Gateway, GatewayFactory, registry_for
-from tests.edge.test_conformance_upstream import RawFactory, raw_upstream
-from tests.edge.wire import Client, Seen, Step, chat, echo, json_reply, post, responses
-
-__all__ = ["raw_upstream"]  # the fixture, shared
+from tests.edge.wire import Client, RawFactory, Seen, Step, chat, echo, json_reply, post, responses
 
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Slow: "  # ...and it never ends
 

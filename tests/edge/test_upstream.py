@@ -13,7 +13,7 @@ import trustme
 from gateway.control.state import STATE
 from gateway.edge.upstream import Connection, Pool, target
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
-from tests.edge.test_relay import sse_payloads
+from tests.edge.helpers import sse_payloads
 
 CHAT = "/v1/chat/completions"
 
