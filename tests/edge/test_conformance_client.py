@@ -329,9 +329,9 @@ async def test_a_client_that_stops_reading_is_let_go(
     raw_upstream: RawFactory, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """nginx's send_timeout: a socket buffer that stays full for SEND_TIMEOUT_S ends it."""
-    from gateway.edge import front
+    from gateway.edge import connection
 
-    monkeypatch.setattr(front, "SEND_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(connection, "SEND_TIMEOUT_S", 0.3)
     big = json.dumps({"pad": "x" * (16 * 1024 * 1024)}).encode()
     up = await raw_upstream(lambda seen: [json_reply(big)])
     gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}))

@@ -272,9 +272,9 @@ async def test_a_burst_of_tokens_leaves_in_few_writes_first_and_last_at_once() -
     from gateway.edge.reply import Reply
 
     wire = RecordingWire()
-    reply = Reply(wire, keep_alive=True, head=False)
-    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a", extra=b"",
-                  stream=True, streams=Streams())  # fmt: skip
+    reply = Reply(wire, keep_alive=True, to_head=False)
+    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a",
+                  added_lines=b"", stream=True, streams=Streams())  # fmt: skip
     ex.on_head(200, [(b"Content-Type", b"text/event-stream")], None)
     ex.flush()
     assert wire.sent == []  # a head alone waits (a moment) for the first token
@@ -297,9 +297,9 @@ async def test_a_head_alone_is_not_held_longer_than_the_window() -> None:
     from gateway.edge.reply import Reply
 
     wire = RecordingWire()
-    reply = Reply(wire, keep_alive=True, head=False)
-    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a", extra=b"",
-                  stream=True, streams=Streams())  # fmt: skip
+    reply = Reply(wire, keep_alive=True, to_head=False)
+    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a",
+                  added_lines=b"", stream=True, streams=Streams())  # fmt: skip
     ex.on_head(200, [(b"Content-Type", b"text/event-stream")], None)
     ex.flush()
     await asyncio.sleep(COALESCE_S * 3)

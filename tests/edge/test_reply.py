@@ -14,7 +14,7 @@ from tests.edge.helpers import RecordingWire
 
 def test_pieces_of_one_flush_leave_as_one_chunk_in_one_write() -> None:
     wire = RecordingWire()
-    reply = Reply(wire, keep_alive=True, head=False)
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.start(200, b"Content-Type: text/event-stream\r\n", None)
     for token in (b"data: a\n\n", b"data: b\n\n"):
         reply.write(token)
@@ -31,7 +31,7 @@ def test_pieces_of_one_flush_leave_as_one_chunk_in_one_write() -> None:
 
 def test_head_request_gets_headers_and_no_body() -> None:
     wire = RecordingWire()
-    reply = Reply(wire, keep_alive=False, head=True)
+    reply = Reply(wire, keep_alive=False, to_head=True)
     reply.start(200, b"", 5)
     reply.write(b"hello")
     reply.end()
@@ -40,7 +40,7 @@ def test_head_request_gets_headers_and_no_body() -> None:
 
 def test_error_is_the_openai_envelope_with_its_headers() -> None:
     wire = RecordingWire(http11=False)
-    reply = Reply(wire, keep_alive=True, head=False)
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.error(GatewayError(429, "provider_busy", "busy", headers={"Retry-After": "3"}))
     head, _, body = b"".join(wire.sent).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
@@ -61,7 +61,7 @@ def test_no_body_statuses_get_no_framing_and_no_terminator(status: int) -> None:
     a chunk terminator or a length as part of the next response."""
     for length in (None, 5):
         wire = RecordingWire()
-        reply = Reply(wire, keep_alive=True, head=False)
+        reply = Reply(wire, keep_alive=True, to_head=False)
         reply.start(status, b"ETag: x\r\n", length)
         reply.write(b"hello")
         reply.end()
@@ -72,7 +72,7 @@ def test_no_body_statuses_get_no_framing_and_no_terminator(status: int) -> None:
 
 def test_http10_streams_to_the_close() -> None:
     wire = RecordingWire(http11=False)
-    reply = Reply(wire, keep_alive=True, head=False)
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.start(200, b"", None)
     reply.write(b"data: a\n\n")
     reply.end()
@@ -82,12 +82,12 @@ def test_http10_streams_to_the_close() -> None:
 
 def test_a_length_framed_reply_cannot_take_more_bytes() -> None:
     wire = RecordingWire()
-    reply = Reply(wire, keep_alive=True, head=False)
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.start(200, b"", 5)
     assert reply.framing is Framing.LENGTH and not reply.framing.appendable
 
 
 def test_error_headers_are_checked_before_they_are_written() -> None:
-    reply = Reply(RecordingWire(), keep_alive=True, head=False)
+    reply = Reply(RecordingWire(), keep_alive=True, to_head=False)
     with pytest.raises(ValueError, match="control character"):
         reply.error(GatewayError(429, "busy", "busy", headers={"Retry-After": "3\r\nX-Evil: 1"}))

@@ -433,9 +433,9 @@ async def test_no_limit_per_client_by_default(start: Start) -> None:
 # -- structure
 
 
-def test_front_does_not_import_the_listener() -> None:
-    """front.py depends on the `Listener` protocol, not on listener.py (no import cycle)."""
-    source = Path(__file__).parents[2] / "gateway" / "edge" / "front.py"
+def test_the_connection_does_not_import_the_listener() -> None:
+    """connection.py depends on the `Acceptor` protocol, not on listener.py (no import cycle)."""
+    source = Path(__file__).parents[2] / "gateway" / "edge" / "connection.py"
     tree = ast.parse(source.read_text())
     imported = {
         node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
