@@ -28,7 +28,7 @@ from gateway.control.state import STATE
 from gateway.control.table import ANTHROPIC_ENVELOPE
 from gateway.core import logging as gwlogging
 from gateway.core.config import Settings
-from gateway.edge.connection import MAX_HEAD_BYTES, MAX_HEADERS
+from gateway.edge.limits import MAX_HEAD_BYTES, MAX_HEADERS
 from gateway.edge.listener import Listener
 from gateway.edge.upstream import unix_target
 from gateway.fleet.registry import Registry

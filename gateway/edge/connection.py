@@ -41,14 +41,12 @@ import httptools
 
 from gateway.edge.errors import Envelope, GatewayError
 from gateway.edge.head import read_head
+from gateway.edge.limits import MAX_HEAD_BYTES, MAX_HEADERS, non_body
 from gateway.edge.message import Incoming
 from gateway.edge.reply import Pausable, Reply
 from gateway.edge.reqlog import RequestLog, request_id
 
-MAX_HEAD_BYTES = 64 * 1024
-MAX_HEADERS = 256
 MAX_PIPELINED = 8  # requests queued on one connection before it stops reading
-CHUNK_OVERHEAD = 32  # bytes of framing allowed per chunk (size line, CRLFs), besides trailers
 LINGER_S = 2.0
 SEND_TIMEOUT_S = 120.0  # a client whose socket buffer stays full this long is dropped
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -248,10 +246,10 @@ class ClientConnection(asyncio.Protocol):
                     self._refuse(_head_too_large())
                     return
             elif phase is _BODY:
-                # framing beyond what this read's chunks need: trailers, long extensions; the
-                # allowance of one read never carries over to the next
-                overflow = len(data) - self._read_body - CHUNK_OVERHEAD * self._read_chunks
-                self._framing_bytes = max(0, self._framing_bytes + overflow)
+                # framing beyond what this read's chunks need: trailers, long extensions
+                self._framing_bytes = non_body(
+                    self._framing_bytes, len(data), self._read_body, self._read_chunks
+                )
                 if self._framing_bytes > MAX_HEAD_BYTES:
                     self._refuse(
                         GatewayError(

@@ -17,14 +17,12 @@ from urllib.parse import urlsplit
 import httptools
 
 from gateway.edge.framing import body_allowed
+from gateway.edge.limits import MAX_HEAD_BYTES, MAX_HEADERS, non_body
 
 # An idle connection older than this is closed instead of reused: below llama-server's own idle
 # keep-alive limit (cpp-httplib closes after 5 s), so a request is rarely written on a connection
 # the upstream is closing; when it is, the relay retries once on a fresh one.
 IDLE_REUSE_S = 4.0
-MAX_HEAD_BYTES = 64 * 1024  # an upstream's response head, like a client's request head
-MAX_HEADERS = 256
-CHUNK_OVERHEAD = 32  # bytes of framing allowed per chunk (size line, CRLFs)
 
 
 class UpstreamClosed(ConnectionError):
@@ -186,8 +184,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         # bytes that are not body — a head still open, chunk framing past what this read's chunks
         # need, trailers — are counted as they arrive (httptools buffers an unfinished line)
-        overflow = len(data) - self._read_body - CHUNK_OVERHEAD * self._read_chunks
-        self._head_bytes = max(0, self._head_bytes + overflow)
+        self._head_bytes = non_body(self._head_bytes, len(data), self._read_body, self._read_chunks)
         if self._head_bytes > MAX_HEAD_BYTES:
             self._fail(UpstreamBroken(f"response head or framing over {MAX_HEAD_BYTES} bytes"))
             return
