@@ -24,6 +24,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.edge.coalesce import Coalescer
+from gateway.edge.ends import kept
 from gateway.edge.errors import GatewayError, upstream_error
 from gateway.edge.headers import (
     DROP_RESPONSE,
@@ -38,17 +40,6 @@ from gateway.edge.upstream import Connections, Target, UpstreamClosed, UpstreamC
 
 KEEPALIVE = b": keep-alive\n\n"
 HELD_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE error event
-# Upstream reads that arrive within this long of the last write to the client join the next
-# write instead of making one each: a burst of tokens (an upstream writing each token as fast as
-# it can) reaches the client in few large writes rather than hundreds of small ones, which the
-# client pays for per read. The first bytes, and the end, go out at once; a token is held at
-# most this long (2 ms), and only while tokens come faster than one per COALESCE_S.
-COALESCE_S = 0.002
-COALESCE_BYTES = 64 * 1024  # ...and never more than this is held
-# Of a reply body whose ends are kept (`keep_ends`): at least its last KEEP bytes and first
-# KEEP_FIRST (a stream's first and last events), whatever size its reads are.
-KEEP = 4096
-KEEP_FIRST = 1024
 # A request is sent again only when its pooled connection closed this soon after it was written,
 # with not a byte of reply: the upstream closed an idle connection as the request went out. A
 # later close means the upstream may have read and worked on it: that is the client's 502.
@@ -102,7 +93,10 @@ class Failover(Exception):
 
 
 class Exchange:
-    """The `Sink` for one upstream reply: writes it to the client's `Reply`.
+    """The `Sink` for one upstream reply: writes it to the client's `Reply`. Its own jobs: the
+    one timer (first byte, idle, keep-alive comments), holding an upstream error body, failover
+    and the one resend; the reply body's ends are kept by `ends.kept`, and when its bytes leave
+    is the `coalesce.Coalescer`'s call.
 
     Ending: `on_end` (the reply is complete), `fail(err)` (an error response, or a final SSE
     event, or a cut connection), `cancel()` (the client left; the upstream connection is
@@ -110,8 +104,7 @@ class Exchange:
 
     __slots__ = (
         "_beat_at",
-        "_flush_timer",
-        "_flushed_at",
+        "_coalescer",
         "_head_seen",
         "_heard_at",
         "_held_body",
@@ -168,9 +161,7 @@ class Exchange:
         # names no machine there: another member may answer after a failover)
         self.beat_lines = added_lines if beat_lines is None else beat_lines
         self.retryable = retryable
-        # the reply body's first and last bytes, kept when asked: where token usage is, for
-        # whoever reads it after the exchange (never parsed here). `prev` + `last` hold at least
-        # the last KEEP bytes: reads are kept as they are, small ones joined until KEEP.
+        # the reply body's first and last bytes, kept when asked (gateway.edge.ends)
         self.keep_ends = keep_ends
         self.first: bytes | None = None
         self.prev = self.last = b""
@@ -195,8 +186,7 @@ class Exchange:
         self._beat_at = 0.0  # the last keep-alive comment
         self._passthrough = passthrough  # control plane: all but hop-by-hop headers go back
         self._resent = False
-        self._flushed_at = -1.0  # when bytes last went to the client
-        self._flush_timer: asyncio.TimerHandle | None = None
+        self._coalescer: Coalescer | None = None  # made when a reply spans several reads
 
     def begin(self, conn: UpstreamConnection, request: bytes) -> None:
         if self.done.done():  # a second attempt: a fresh first-byte budget
@@ -262,27 +252,16 @@ class Exchange:
                 self._held_len += len(data)
             return
         if self.keep_ends:  # (the upstream's own bytes)
-            if self.first is None:
+            first = self.first
+            if first is None:
                 self.first = self.last = data  # (a short reply: its only read)
             else:
-                self._keep(data)
+                self.first, self.prev, self.last = kept(first, self.prev, self.last, data)
         if self.rewrite is not None:
             data = self.rewrite.feed(data)
         self.reply.write(data)
         if self.log is not None:
             self.log.bytes += len(data)
-
-    def _keep(self, data: bytes) -> None:
-        """A read after the first: the first KEEP_FIRST bytes grow (contiguous), the last two
-        pieces move on (small reads joined until KEEP)."""
-        first = self.first
-        if first is not None and len(first) < KEEP_FIRST:
-            self.first = first + data[: KEEP_FIRST - len(first)]
-        last = self.last
-        if len(last) < KEEP and len(data) < KEEP:
-            self.last = last + data
-        else:
-            self.prev, self.last = last, data
 
     def on_end(self) -> None:
         self.conn = None  # the connection goes back to `Connections` by itself...
@@ -327,31 +306,14 @@ class Exchange:
         self.fail(err)
 
     def flush(self) -> None:
-        """After each upstream read: the first body bytes (with the head) go out at once; later
-        ones join the next write when the last one was less than COALESCE_S ago; a head alone
-        waits up to COALESCE_S for the first bytes of its body."""
+        """After each upstream read that did not end the reply: written now or a moment later
+        (gateway.edge.coalesce)."""
         if self.done.done():
             return  # ended: end() wrote everything
-        if self._flush_timer is not None and not (self._flushed_at < 0 and self.reply.pending):
-            return  # a write is already due (the first body bytes do not wait for it)
-        last = self._heard_at  # the clock read on_data made
-        pending = self.reply.pending
-        if not pending or (last - self._flushed_at < COALESCE_S and pending < COALESCE_BYTES):
-            if self._flush_timer is None:
-                due = (last if self._flushed_at < 0 else self._flushed_at) + COALESCE_S
-                self._flush_timer = self._loop.call_at(due, self._flush_due)
-            return
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        self._flushed_at = last
-        self.reply.flush()
-
-    def _flush_due(self) -> None:
-        self._flush_timer = None
-        if self.reply.pending:
-            self._flushed_at = self._loop.time()
-        self.reply.flush()
+        coalescer = self._coalescer
+        if coalescer is None:
+            coalescer = self._coalescer = Coalescer(self.reply, self._loop)
+        coalescer.after_read(self._heard_at)  # (the clock read on_data made)
 
     # -- ending
 
@@ -397,9 +359,9 @@ class Exchange:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._flush_timer is not None:  # what it held was written by end(), or is dropped
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        coalescer = self._coalescer
+        if coalescer is not None:  # what it held was written by end(), or is dropped
+            coalescer.cancel()
         self.streams.active.discard(self)
         self.reply.follow(None)
         if err is None:
