@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from enum import Enum
 from typing import NamedTuple, NoReturn, Protocol
 
 import httptools
@@ -103,15 +102,32 @@ class _Refusal(NamedTuple):
     path: str
 
 
-class _Phase(Enum):
-    IDLE = 0  # between messages
-    HEAD = 1  # request line and headers arriving
-    BODY = 2  # body (and chunk framing, trailers) arriving
+# A connection's state: what its client's bytes are, as they arrive. One bit each, so that the
+# transition table below is a mask per state. (Module-level ints, not an Enum: Python 3.11 looks
+# an Enum member up through its class in ~130 ns, and the parser callbacks, run for every
+# request, read and set the state several times.) Flow control — reading paused, writing
+# paused, a reply waiting for the client to read — is orthogonal to it and kept in flags.
+IDLE = 1  # between messages (a request may be queued or served meanwhile)
+IN_HEAD = 2  # a request line and headers arriving (a new connection owes its first head)
+IN_BODY = 4  # a body (and chunk framing, trailers) arriving
+LINGERING = 8  # answered with an error and half-closed: what the client still sends is dropped
+CLOSED = 16  # the connection is gone (`lost`, for the `Reply` writing to it)
+STATE_NAMES = {IDLE: "IDLE", IN_HEAD: "IN_HEAD", IN_BODY: "IN_BODY", LINGERING: "LINGERING",
+               CLOSED: "CLOSED"}  # fmt: skip
+
+# The transitions allowed (h11's table, as masks): each state, and the states it may be entered
+# from. Checked by one `assert` where the state changes (a bit test; stripped under -O).
+ENTERED_FROM = {
+    IN_HEAD: IDLE | IN_HEAD,  # a message begins: after the last one, or as the first one
+    IN_BODY: IN_HEAD,  # its head is complete
+    IDLE: IN_BODY,  # the message is complete
+    LINGERING: IDLE | IN_HEAD | IN_BODY,  # its error was answered (in its turn)
+    CLOSED: IDLE | IN_HEAD | IN_BODY | LINGERING,  # from anywhere, once
+}
 
 
-# Python 3.11 looks an Enum member up through the class in ~130 ns (an attribute store is ~13):
-# the parser callbacks, run for every request and every header, use these names instead.
-_IDLE, _HEAD, _BODY = _Phase.IDLE, _Phase.HEAD, _Phase.BODY
+def _illegal(state: int, new: int) -> str:
+    return f"a connection in {STATE_NAMES[state]} cannot go to {STATE_NAMES[new]}"
 
 
 class _Rejected(Exception):
@@ -131,11 +147,9 @@ class ClientConnection(asyncio.Protocol):
         "_group",
         "_head_bytes",
         "_headers",
-        "_lingering",
         "_loop",
         "_next_waiting",
         "_parser",
-        "_phase",
         "_queue",
         "_queued_bytes",
         "_quiet_at",
@@ -144,6 +158,7 @@ class ClientConnection(asyncio.Protocol):
         "_reading_paused",
         "_rejection",
         "_request",
+        "_state",
         "_timer",
         "_timing",
         "_trailers",
@@ -173,8 +188,8 @@ class ClientConnection(asyncio.Protocol):
         self._body: bytes | bytearray = b""  # one piece as it came; more are joined as they come
         self._request: Incoming | None = None  # the head of the request being read
         self._body_size = 0
-        self._phase = _HEAD  # a new connection owes its first head from the connect on
-        self._transitions = 0  # phase changes so far: a read without one stayed in one phase
+        self._state = IN_HEAD  # a new connection owes its first head from the connect on
+        self._transitions = 0  # state changes so far: a read without one stayed in one state
         self._head_bytes = 0  # bytes of reads that arrived while a head was open
         self._field_bytes = 0  # bytes of the request line and header fields parsed
         self._framing_bytes = 0  # non-body bytes of reads that arrived during a body
@@ -193,11 +208,10 @@ class ClientConnection(asyncio.Protocol):
         self._write_paused = False
         self._write_timer: asyncio.TimerHandle | None = None
         self._next_waiting = False  # a queued request waits for the client to read
-        self._lingering = False
         self._turned_away: GatewayError | None = None  # its first request gets this (cap)
-        # the phase whose deadline runs (a head or a body arriving over several reads): since
-        # when, and the bytes it has brought so far (each buys 1 / min_rate seconds)
-        self._timing: _Phase | None = None
+        # the state whose deadline runs (IN_HEAD or IN_BODY, a head or a body arriving over
+        # several reads): since when, and the bytes it has brought so far (each buys 1 / min_rate s)
+        self._timing: int | None = None
         self.since = 0.0
         self._credit = 0
         # the keep-alive bound on the head awaited (from the connect, or from the end of the last
@@ -212,16 +226,16 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         listener = self.listener
         self._turned_away = listener.admit(self, transport)
-        self._timing = _HEAD  # the first head's clock starts now (Go, nginx)
+        self._timing = IN_HEAD  # the first head's clock starts now (Go, nginx)
         self.since = now = self._loop.time()
         self._quiet_at = now + listener.keepalive_timeout_s
         self._join(listener.silent)
         self._move_deadline(min(self._phase_deadline(listener.head_timeout_s, 0), self._quiet_at))
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
+        state = self._state
+        if state == LINGERING:
             return  # what a refused client still sends is dropped
-        phase = self._phase
         transitions = self._transitions
         self._read_body = self._read_chunks = 0
         try:
@@ -239,13 +253,13 @@ class ClientConnection(asyncio.Protocol):
                 GatewayError(400, "invalid_http", f"malformed HTTP request: {_reason(exc)}")
             )
             return
-        if self._transitions == transitions:  # the whole read belongs to one phase: count it
-            if phase is _HEAD:
+        if self._transitions == transitions:  # the whole read belongs to one state: count it
+            if state == IN_HEAD:
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
                     self._refuse(_head_too_large())
                     return
-            elif phase is _BODY:
+            elif state == IN_BODY:
                 # framing beyond what this read's chunks need: trailers, long extensions
                 self._framing_bytes = non_body(
                     self._framing_bytes, len(data), self._read_body, self._read_chunks
@@ -257,13 +271,15 @@ class ClientConnection(asyncio.Protocol):
                         )
                     )
                     return
-        if self._phase is not _IDLE:
+        if self._state != IDLE:
             self._unfinished(len(data))
 
     def eof_received(self) -> bool:
         return False  # a client that stops sending has hung up (as aiohttp treats it too)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        assert self._state & ENTERED_FROM[CLOSED], _illegal(self._state, CLOSED)
+        self._state = CLOSED
         self.lost = True
         self._leave()
         self.listener.forget(self)
@@ -308,7 +324,8 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools' callbacks
 
     def on_message_begin(self) -> None:
-        self._phase = _HEAD
+        assert self._state & ENTERED_FROM[IN_HEAD], _illegal(self._state, IN_HEAD)
+        self._state = IN_HEAD
         self._transitions += 1
         self._url = []
         self._headers = []
@@ -332,7 +349,7 @@ class ClientConnection(asyncio.Protocol):
         self._field_bytes += len(name) + len(value)
         if self._field_bytes > MAX_HEAD_BYTES:
             self._reject(_head_too_large())
-        if self._phase is _BODY:  # a trailer: dropped, as nginx does, but bounded
+        if self._state == IN_BODY:  # a trailer: dropped, as nginx does, but bounded
             self._trailers += 1
             if self._trailers > MAX_HEADERS:
                 self._reject(GatewayError(431, "headers_too_large", "too many trailer fields"))
@@ -342,7 +359,8 @@ class ClientConnection(asyncio.Protocol):
             self._reject(GatewayError(431, "headers_too_large", f"more than {MAX_HEADERS} headers"))
 
     def on_headers_complete(self) -> None:
-        self._phase = _BODY
+        assert self._state & ENTERED_FROM[IN_BODY], _illegal(self._state, IN_BODY)
+        self._state = IN_BODY
         self._transitions += 1
         if self._timing is not None:  # the head arrived over several reads (or is the first)
             self._timing = None
@@ -386,7 +404,8 @@ class ClientConnection(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
-        self._phase = _IDLE
+        assert self._state & ENTERED_FROM[IDLE], _illegal(self._state, IDLE)
+        self._state = IDLE
         self._transitions += 1
         request = self._request
         assert request is not None
@@ -455,7 +474,7 @@ class ClientConnection(asyncio.Protocol):
                 self._reading_paused = False
                 self.transport.resume_reading()
             self._next()
-        elif self._timing is _HEAD:  # the next head began while this one was served:
+        elif self._timing == IN_HEAD:  # the next head began while this one was served:
             # its own clock runs, and the keep-alive bound from now, as for any head awaited
             self._quiet_at = self._loop.time() + self.listener.keepalive_timeout_s
             self._move_deadline(min(self._deadline or _NEVER, self._quiet_at))
@@ -531,7 +550,8 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self._lingering = True
+        assert self._state & ENTERED_FROM[LINGERING], _illegal(self._state, LINGERING)
+        self._state = LINGERING
         try:
             transport.write_eof()
         except (NotImplementedError, RuntimeError, AttributeError):
@@ -588,9 +608,9 @@ class ClientConnection(asyncio.Protocol):
         count the read towards the floor, move the deadline. (A request that arrives whole in
         one read never comes here.)"""
         listener = self.listener
-        if self._phase is _HEAD:
-            if self._timing is not _HEAD:  # a keep-alive (or pipelined) head began
-                self._timing = _HEAD
+        if self._state == IN_HEAD:
+            if self._timing != IN_HEAD:  # a keep-alive (or pipelined) head began
+                self._timing = IN_HEAD
                 self.since = self._loop.time()
                 self._credit = size  # (the read may end the message before: at most one read)
             else:
@@ -600,8 +620,8 @@ class ClientConnection(asyncio.Protocol):
             head = self._phase_deadline(listener.head_timeout_s, self._credit)
             self._move_deadline(min(head, self._quiet_at))
         else:
-            if self._timing is not _BODY:
-                self._timing = _BODY
+            if self._timing != IN_BODY:
+                self._timing = IN_BODY
                 self.since = self._loop.time()
             self._move_deadline(self._phase_deadline(listener.body_timeout_s, self._body_size))
 
@@ -621,9 +641,9 @@ class ClientConnection(asyncio.Protocol):
         self._deadline = 0.0
         timing = self._timing
         self._timing = None
-        if self._lingering or timing is None:
+        if self._state == LINGERING or timing is None:
             self.close()  # an idle keep-alive connection, a linger
-        elif timing is _BODY:
+        elif timing == IN_BODY:
             self._refuse(
                 GatewayError(408, "request_timeout", "the request body arrived too slowly")
             )
