@@ -125,6 +125,13 @@ ENTERED_FROM = {
     CLOSED: IDLE | IN_HEAD | IN_BODY | LINGERING,  # from anywhere, once
 }
 
+# ...one mask per state, so that a check reads one global (an assert costs ~12 ns, this way)
+_INTO_IN_HEAD = ENTERED_FROM[IN_HEAD]
+_INTO_IN_BODY = ENTERED_FROM[IN_BODY]
+_INTO_IDLE = ENTERED_FROM[IDLE]
+_INTO_LINGERING = ENTERED_FROM[LINGERING]
+_INTO_CLOSED = ENTERED_FROM[CLOSED]
+
 
 def _illegal(state: int, new: int) -> str:
     return f"a connection in {STATE_NAMES[state]} cannot go to {STATE_NAMES[new]}"
@@ -209,9 +216,9 @@ class ClientConnection(asyncio.Protocol):
         self._write_timer: asyncio.TimerHandle | None = None
         self._next_waiting = False  # a queued request waits for the client to read
         self._turned_away: GatewayError | None = None  # its first request gets this (cap)
-        # the state whose deadline runs (IN_HEAD or IN_BODY, a head or a body arriving over
+        # the state whose clock runs (IN_HEAD or IN_BODY, a head or a body arriving over
         # several reads): since when, and the bytes it has brought so far (each buys 1 / min_rate s)
-        self._timing: int | None = None
+        self._timing = 0  # 0: no clock runs
         self.since = 0.0
         self._credit = 0
         # the keep-alive bound on the head awaited (from the connect, or from the end of the last
@@ -278,7 +285,7 @@ class ClientConnection(asyncio.Protocol):
         return False  # a client that stops sending has hung up (as aiohttp treats it too)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        assert self._state & ENTERED_FROM[CLOSED], _illegal(self._state, CLOSED)
+        assert self._state & _INTO_CLOSED, _illegal(self._state, CLOSED)
         self._state = CLOSED
         self.lost = True
         self._leave()
@@ -324,7 +331,7 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools' callbacks
 
     def on_message_begin(self) -> None:
-        assert self._state & ENTERED_FROM[IN_HEAD], _illegal(self._state, IN_HEAD)
+        assert self._state & _INTO_IN_HEAD, _illegal(self._state, IN_HEAD)
         self._state = IN_HEAD
         self._transitions += 1
         self._url = []
@@ -335,7 +342,7 @@ class ClientConnection(asyncio.Protocol):
         self._trailers = 0
         self._close_after = False
         group = self._group
-        if group is not None and self._timing is None:  # a keep-alive one is no longer idle
+        if group is not None and not self._timing:  # a keep-alive one is no longer idle
             self._group = None  # (`_leave`, inline: this is every request's path)
             del group[self]
 
@@ -359,11 +366,11 @@ class ClientConnection(asyncio.Protocol):
             self._reject(GatewayError(431, "headers_too_large", f"more than {MAX_HEADERS} headers"))
 
     def on_headers_complete(self) -> None:
-        assert self._state & ENTERED_FROM[IN_BODY], _illegal(self._state, IN_BODY)
+        assert self._state & _INTO_IN_BODY, _illegal(self._state, IN_BODY)
         self._state = IN_BODY
         self._transitions += 1
-        if self._timing is not None:  # the head arrived over several reads (or is the first)
-            self._timing = None
+        if self._timing:  # the head arrived over several reads (or is the first)
+            self._timing = 0
             self._leave()
         parser = self._parser
         try:
@@ -404,7 +411,7 @@ class ClientConnection(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
-        assert self._state & ENTERED_FROM[IDLE], _illegal(self._state, IDLE)
+        assert self._state & _INTO_IDLE, _illegal(self._state, IDLE)
         self._state = IDLE
         self._transitions += 1
         request = self._request
@@ -414,7 +421,7 @@ class ClientConnection(asyncio.Protocol):
         self._body = b""
         self._request = None
         self._deadline = 0.0
-        self._timing = None
+        self._timing = 0
         self._quiet_at = _NEVER  # (while it is served, a pipelined head has only its own clock)
         self._queue.append(request)
         self._queued_bytes += len(request.body)
@@ -550,7 +557,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        assert self._state & ENTERED_FROM[LINGERING], _illegal(self._state, LINGERING)
+        assert self._state & _INTO_LINGERING, _illegal(self._state, LINGERING)
         self._state = LINGERING
         try:
             transport.write_eof()
@@ -640,8 +647,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self._deadline = 0.0
         timing = self._timing
-        self._timing = None
-        if self._state == LINGERING or timing is None:
+        self._timing = 0
+        if self._state == LINGERING or not timing:
             self.close()  # an idle keep-alive connection, a linger
         elif timing == IN_BODY:
             self._refuse(
