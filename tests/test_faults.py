@@ -10,7 +10,7 @@ import orjson
 
 from gateway.control.state import STATE
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
-from tests.edge.test_relay import sse_payloads
+from tests.edge.helpers import sse_payloads
 from tests.fakes import GarbageUpstream
 
 CHAT = "/v1/chat/completions"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from gateway.activity.clients import client_of
-from gateway.edge.relay import KEEP_FIRST
+from gateway.edge.ends import KEEP_FIRST
 from gateway.edge.reqlog import RequestLog
 
 _current_task = asyncio.current_task

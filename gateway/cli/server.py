@@ -28,8 +28,8 @@ from gateway.control.state import STATE
 from gateway.control.table import ANTHROPIC_ENVELOPE
 from gateway.core import logging as gwlogging
 from gateway.core.config import Settings
-from gateway.edge.front import MAX_HEAD_BYTES, MAX_HEADERS
-from gateway.edge.listener import Front
+from gateway.edge.limits import MAX_HEAD_BYTES, MAX_HEADERS
+from gateway.edge.listener import Listener
 from gateway.edge.upstream import unix_target
 from gateway.fleet.registry import Registry
 from gateway.proxy.dispatch import Edge, refusals
@@ -41,7 +41,7 @@ FD_SPARE = 128  # descriptors besides client and upstream connections (files, SQ
 class Running:
     """A started gateway: `port` is where it listens."""
 
-    def __init__(self, runner: web.AppRunner, front: Front, port: int, sockdir: Path) -> None:
+    def __init__(self, runner: web.AppRunner, front: Listener, port: int, sockdir: Path) -> None:
         self.runner = runner
         self.front = front
         self.port = port
@@ -115,7 +115,7 @@ async def start(app: web.Application, host: str, port: int) -> Running:
     try:
         sock = str(sockdir / "control.sock")
         await web.UnixSite(runner, sock).start()
-        front = Front(
+        front = Listener(
             Edge(state, unix_target(sock)).handle,
             max_body_bytes=settings.max_body_bytes,
             body_timeout_s=settings.body_timeout_s,

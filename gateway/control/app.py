@@ -22,7 +22,7 @@ from gateway.control.state import STATE, State
 from gateway.control.table import CONTROL, ROUTES
 from gateway.core.config import Settings
 from gateway.edge.relay import Streams, Timing
-from gateway.edge.upstream import Pool as Connections
+from gateway.edge.upstream import Connections
 from gateway.fleet.catalog import Catalog
 from gateway.fleet.learned import DB_NAME as LEARNED_DB
 from gateway.fleet.learned import Learned

@@ -18,7 +18,7 @@ from gateway.activity.rate import Throughput
 from gateway.control.metrics import Metrics
 from gateway.core.config import Settings
 from gateway.edge.relay import Streams, Timing
-from gateway.edge.upstream import Pool as Connections
+from gateway.edge.upstream import Connections
 from gateway.fleet.catalog import Catalog
 from gateway.fleet.registry import RegistryBox
 from gateway.fleet.reload import Reloader

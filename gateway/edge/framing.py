@@ -32,15 +32,15 @@ def body_allowed(status: int) -> bool:
 
 
 def reply_framing(
-    *, head: bool, status: int, length: int | None, http11: bool
+    *, to_head: bool, status: int, length: int | None, http11: bool
 ) -> tuple[Framing, bytes]:
     """The framing of a reply and the header lines that announce it.
 
-    `head`: the request was HEAD; `length`: the body's length when known (the upstream's
+    `to_head`: the request was HEAD; `length`: the body's length when known (the upstream's
     Content-Length), None when it streams."""
     if not body_allowed(status):
         return Framing.NONE, b""
-    if head:
+    if to_head:
         return Framing.NONE, (b"Content-Length: %d\r\n" % length if length is not None else b"")
     if length is not None:
         return Framing.LENGTH, b"Content-Length: %d\r\n" % length

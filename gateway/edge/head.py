@@ -18,7 +18,7 @@ class Head:
     request: Incoming  # the body is filled in when it has arrived
     length: int  # Content-Length (0 when absent)
     expect_continue: bool
-    last: bool  # the connection closes after this request
+    close_after: bool  # the connection closes after this request
 
 
 def read_head(
@@ -50,12 +50,12 @@ def read_head(
     target = origin_form(url)
     if target is None:
         raise GatewayError(400, "invalid_http", "the request target must be a path")
-    last = False
+    close_after = False
     if upgrade:
         if length or chunked:  # llhttp would not read the body: refused
             raise GatewayError(400, "invalid_request", "protocol upgrades are not supported")
-        last = True  # served as plain HTTP; what follows is not ours to parse
+        close_after = True  # served as plain HTTP; what follows is not ours to parse
     if chunked and not http11:
-        last = True  # RFC 9112 §6.1: HTTP/1.0 framing is faulty; close after
-    request = Incoming(method, target, headers, b"", keep_alive and not last, http11)
-    return Head(request, length, expect, last)
+        close_after = True  # RFC 9112 §6.1: HTTP/1.0 framing is faulty; close after
+    request = Incoming(method, target, headers, b"", keep_alive and not close_after, http11)
+    return Head(request, length, expect, close_after)

@@ -1,7 +1,14 @@
 """Header lines that cross the edge: which ones belong to one hop, and rendering the rest.
 
-Every header the edge writes comes from a peer's parsed message (llhttp has refused CR, LF and
-NUL in values) or from `field()`, which checks names and values before they are written.
+A header line the edge writes is one of:
+- a peer's, from its parsed message (llhttp has refused CR, LF and NUL in names and values),
+  rendered by `header_lines()`;
+- one of the edge's own constants (framing, `Connection: close`, `Content-Type`, `SSE_LINES`);
+- a request id, `reqlog.request_id()`: the client's only when it is a short token, else new;
+- rendered by `field()`, which checks the name and value first (the headers a `GatewayError`
+  carries, such as `Retry-After`);
+- handed in already rendered by the application (`Reply.start`'s `header_lines`, an
+  `Exchange`'s `added_lines`): checking what it puts there is the application's part.
 """
 
 from __future__ import annotations

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.edge.errors import Envelope, GatewayError
-from gateway.edge.front import (
+from gateway.edge.connection import (
     ANTHROPIC,
     OPENAI,
     Authorize,
-    FrontConnection,
+    ClientConnection,
     Group,
     Handler,
     Refused,
 )
+from gateway.edge.errors import Envelope, GatewayError
 from gateway.edge.reqlog import RequestLog
 
 # At the cap, a new connection that has sent nothing is closed to make room only once it is this
@@ -31,9 +31,9 @@ def _unrecorded(record: RequestLog) -> None:
     return None
 
 
-class Front:
+class Listener:
     """The listening side: settings the connections read, the handler, and the connections.
-    Satisfies `gateway.edge.front.Listener`."""
+    Satisfies `gateway.edge.connection.Acceptor`."""
 
     # set by listen(); asyncio.get_running_loop() costs a getpid() syscall, so the hot path
     # reads this instead
@@ -67,7 +67,7 @@ class Front:
         self.rate_grace_s = rate_grace_s
         self.max_connections = max_connections
         self.max_per_client = max_connections_per_client  # 0: no limit
-        self.connections: set[FrontConnection] = set()
+        self.connections: set[ClientConnection] = set()
         # what makes room at the cap, in this order; each group oldest first
         self.lingering: Group = {}  # answered with an error, closing: helps nobody
         self.heads: Group = {}  # a head begun, not finished: tricklers (a real one takes ms)
@@ -81,14 +81,16 @@ class Front:
         """Start listening; returns the port (useful with port 0)."""
         self.loop = loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: FrontConnection(self), host, port, backlog=1024, reuse_address=True
+            lambda: ClientConnection(self), host, port, backlog=1024, reuse_address=True
         )
         return int(self.server.sockets[0].getsockname()[1])
 
     def envelope(self, path: str) -> Envelope:
         return ANTHROPIC if path in self.anthropic_paths else OPENAI
 
-    def admit(self, conn: FrontConnection, transport: asyncio.BaseTransport) -> GatewayError | None:
+    def admit(
+        self, conn: ClientConnection, transport: asyncio.BaseTransport
+    ) -> GatewayError | None:
         """Count a new connection in; the error its first request gets when it is over a limit.
         Over the per-client limit: 429 (that client's doing; a 503 would tell a load balancer
         the gateway is unwell). At the cap, room is made (`make_room`), else 503."""
@@ -135,7 +137,7 @@ class Front:
             return True
         return False
 
-    def forget(self, conn: FrontConnection) -> None:
+    def forget(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
         client = conn.client
         if client is not None:

@@ -5,7 +5,7 @@ changes a 200 SSE stream on its way, and ask for the body's first and last bytes
 The upstream's parsed pieces go straight to the client's `Reply` from the upstream connection's
 callbacks (no task, no queue); a read's worth of bytes leaves in one write.
 
-Timeouts: connect (the pool's), first byte (per provider: a model swap can take minutes), then
+Timeouts: connect (`Connections`'), first byte (per provider: a model swap can take minutes), then
 idle between chunks; no total limit. For `stream: true` requests the gateway sends `: keep-alive`
 SSE comments while the upstream is silent. All of it runs on one timer per exchange that is only
 re-armed when it fires, so a chunk costs a clock read, not timer work.
@@ -24,6 +24,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.edge.coalesce import Coalescer
+from gateway.edge.ends import kept
 from gateway.edge.errors import GatewayError, upstream_error
 from gateway.edge.headers import (
     DROP_RESPONSE,
@@ -34,21 +36,10 @@ from gateway.edge.headers import (
 )
 from gateway.edge.reply import Reply
 from gateway.edge.reqlog import RequestLog
-from gateway.edge.upstream import Connection, Pool, Target, UpstreamClosed
+from gateway.edge.upstream import Connections, Target, UpstreamClosed, UpstreamConnection
 
 KEEPALIVE = b": keep-alive\n\n"
-REFUSED_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE error event
-# Upstream reads that arrive within this long of the last write to the client join the next
-# write instead of making one each: a burst of tokens (an upstream writing each token as fast as
-# it can) reaches the client in few large writes rather than hundreds of small ones, which the
-# client pays for per read. The first bytes, and the end, go out at once; a token is held at
-# most this long (2 ms), and only while tokens come faster than one per COALESCE_S.
-COALESCE_S = 0.002
-COALESCE_BYTES = 64 * 1024  # ...and never more than this is held
-# Of a reply body whose ends are kept (`keep_ends`): at least its last KEEP bytes and first
-# KEEP_FIRST (a stream's first and last events), whatever size its reads are.
-KEEP = 4096
-KEEP_FIRST = 1024
+HELD_LIMIT = 64 * 1024  # how much of an error body is kept for the final SSE error event
 # A request is sent again only when its pooled connection closed this soon after it was written,
 # with not a byte of reply: the upstream closed an idle connection as the request went out. A
 # later close means the upstream may have read and worked on it: that is the client's 502.
@@ -102,7 +93,10 @@ class Failover(Exception):
 
 
 class Exchange:
-    """The `Sink` for one upstream reply: writes it to the client's `Reply`.
+    """The `Sink` for one upstream reply: writes it to the client's `Reply`. Its own jobs: the
+    one timer (first byte, idle, keep-alive comments), holding an upstream error body, failover
+    and the one resend; the reply body's ends are kept by `ends.kept`, and when its bytes leave
+    is the `coalesce.Coalescer`'s call.
 
     Ending: `on_end` (the reply is complete), `fail(err)` (an error response, or a final SSE
     event, or a cut connection), `cancel()` (the client left; the upstream connection is
@@ -110,29 +104,28 @@ class Exchange:
 
     __slots__ = (
         "_beat_at",
-        "_flush_timer",
-        "_flushed_at",
-        "_head",
-        "_last",
+        "_coalescer",
+        "_head_seen",
+        "_heard_at",
+        "_held_body",
+        "_held_len",
         "_loop",
         "_passthrough",
-        "_refused_body",
-        "_refused_len",
         "_resent",
         "_timer",
-        "beat_extra",
+        "added_lines",
+        "beat_lines",
         "conn",
         "delivered",
         "done",
-        "extra",
         "first",
+        "held_status",
         "keep_ends",
         "keepalive_s",
         "last",
         "log",
         "prev",
         "provider_id",
-        "refused",
         "reply",
         "retryable",
         "rewrite",
@@ -149,12 +142,12 @@ class Exchange:
         log: RequestLog | None,
         timing: Timing,
         provider_id: str,
-        extra: bytes,
+        added_lines: bytes,
         stream: bool,
         streams: Streams,
         passthrough: bool = False,
         retryable: bool = False,
-        beat_extra: bytes | None = None,
+        beat_lines: bytes | None = None,
         keep_ends: bool = False,
         rewrite: Rewrite | None = None,
     ) -> None:
@@ -163,14 +156,12 @@ class Exchange:
         self.log = log
         self.timing = timing
         self.provider_id = provider_id
-        self.extra = extra  # header lines added to the reply
+        self.added_lines = added_lines  # header lines added to the reply
         # ...and when keep-alive comments start the reply before the upstream answered (a pool
         # names no machine there: another member may answer after a failover)
-        self.beat_extra = extra if beat_extra is None else beat_extra
+        self.beat_lines = added_lines if beat_lines is None else beat_lines
         self.retryable = retryable
-        # the reply body's first and last bytes, kept when asked: where token usage is, for
-        # whoever reads it after the exchange (never parsed here). `prev` + `last` hold at least
-        # the last KEEP bytes: reads are kept as they are, small ones joined until KEEP.
+        # the reply body's first and last bytes, kept when asked (gateway.edge.ends)
         self.keep_ends = keep_ends
         self.first: bytes | None = None
         self.prev = self.last = b""
@@ -179,27 +170,28 @@ class Exchange:
         self.status: int | None = None  # the upstream's status
         self.keepalive_s = timing.keepalive_s if stream else 0.0
         self.done: asyncio.Future[None] = self._loop.create_future()
-        self.conn: Connection | None = None
+        self.conn: UpstreamConnection | None = None
         self.streams = streams
         # a reply already started when the exchange begins was started by an earlier pool
         # member's keep-alive comments: 200 + SSE, so this exchange's errors end it as events
         self.sse = reply.started
-        self.refused: int | None = None  # the upstream's error status after keep-alives went out
-        self._refused_body: list[bytes] = []  # the error body's reads, up to REFUSED_LIMIT...
-        self._refused_len = 0  # ...and their length (kept as they come: a read costs O(1))
-        self._head = False
-        self._last = self._loop.time()  # last upstream bytes (or the request going out)
+        # the upstream's error status, its body held back (a retryable 5xx, or any non-200 once
+        # keep-alive comments went out): it ends as a failover or a final SSE error event
+        self.held_status: int | None = None
+        self._held_body: list[bytes] = []  # the error body's reads, up to HELD_LIMIT...
+        self._held_len = 0  # ...and their length (kept as they come: a read costs O(1))
+        self._head_seen = False
+        self._heard_at = self._loop.time()  # last upstream bytes (or the request going out)
         self._timer: asyncio.TimerHandle | None = None
         self._beat_at = 0.0  # the last keep-alive comment
         self._passthrough = passthrough  # control plane: all but hop-by-hop headers go back
         self._resent = False
-        self._flushed_at = -1.0  # when bytes last went to the client
-        self._flush_timer: asyncio.TimerHandle | None = None
+        self._coalescer: Coalescer | None = None  # made when a reply spans several reads
 
-    def begin(self, conn: Connection, request: bytes) -> None:
+    def begin(self, conn: UpstreamConnection, request: bytes) -> None:
         if self.done.done():  # a second attempt: a fresh first-byte budget
             self.done = self._loop.create_future()
-            self._last = self._loop.time()
+            self._heard_at = self._loop.time()
         self.conn = conn
         self.streams.active.add(self)
         self.reply.follow(conn)
@@ -209,8 +201,8 @@ class Exchange:
     # -- the upstream connection's callbacks
 
     def on_head(self, status: int, headers: list[tuple[bytes, bytes]], length: int | None) -> None:
-        self._head = True
-        self._last = self._loop.time()
+        self._head_seen = True
+        self._heard_at = self._loop.time()
         self.status = status
         sse = False
         for name, value in headers:
@@ -227,14 +219,14 @@ class Exchange:
         log = self.log
         reply = self.reply
         if status >= 500 and self.retryable:  # the next member answers instead
-            self.refused = status
+            self.held_status = status
             if self.conn is not None:  # nothing goes to the client: its pace is not ours
                 reply.follow(None)
                 self.conn.resume()
             return
         if reply.started:  # keep-alives already answered 200 + SSE: the reply goes inside it
             if status != 200 or not sse:
-                self.refused = status
+                self.held_status = status
             else:
                 self.delivered = True
                 if log is not None:
@@ -247,54 +239,43 @@ class Exchange:
         if self._passthrough:
             lines = header_lines(headers, HOP)
         elif sse:  # the gateway's SSE headers replace the upstream's
-            lines = header_lines(headers, DROP_RESPONSE_SSE) + SSE_LINES + self.extra
+            lines = header_lines(headers, DROP_RESPONSE_SSE) + SSE_LINES + self.added_lines
         else:
-            lines = header_lines(headers, DROP_RESPONSE) + self.extra
+            lines = header_lines(headers, DROP_RESPONSE) + self.added_lines
         reply.start(status, lines, length)
 
     def on_data(self, data: bytes) -> None:
-        self._last = self._loop.time()
-        if self.refused is not None:
-            if self._refused_len < REFUSED_LIMIT:  # (the last read kept may pass it; later ones go)
-                self._refused_body.append(data)
-                self._refused_len += len(data)
+        self._heard_at = self._loop.time()
+        if self.held_status is not None:
+            if self._held_len < HELD_LIMIT:  # (the last read kept may pass it; later ones go)
+                self._held_body.append(data)
+                self._held_len += len(data)
             return
         if self.keep_ends:  # (the upstream's own bytes)
-            if self.first is None:
+            first = self.first
+            if first is None:
                 self.first = self.last = data  # (a short reply: its only read)
             else:
-                self._keep(data)
+                self.first, self.prev, self.last = kept(first, self.prev, self.last, data)
         if self.rewrite is not None:
             data = self.rewrite.feed(data)
         self.reply.write(data)
         if self.log is not None:
             self.log.bytes += len(data)
 
-    def _keep(self, data: bytes) -> None:
-        """A read after the first: the first KEEP_FIRST bytes grow (contiguous), the last two
-        pieces move on (small reads joined until KEEP)."""
-        first = self.first
-        if first is not None and len(first) < KEEP_FIRST:
-            self.first = first + data[: KEEP_FIRST - len(first)]
-        last = self.last
-        if len(last) < KEEP and len(data) < KEEP:
-            self.last = last + data
-        else:
-            self.prev, self.last = last, data
-
     def on_end(self) -> None:
-        self.conn = None  # the connection goes back to the pool by itself...
+        self.conn = None  # the connection goes back to `Connections` by itself...
         self.reply.follow(None)  # ...so the client's flow control must not pause it any more
-        if self.refused is not None:
-            detail = b"".join(self._refused_body).decode("utf-8", "replace")[:2000]
-            status = self.refused
+        if self.held_status is not None:
+            detail = b"".join(self._held_body).decode("utf-8", "replace")[:2000]
+            status = self.held_status
             err = GatewayError(
                 status if status >= 400 else 502,
                 "upstream_error",
                 f"provider {self.provider_id!r} answered HTTP {status}: {detail}",
             )
             if self.retryable and status >= 500:
-                self._stop(Failover(err, status))
+                self._resolve(Failover(err, status))
             else:
                 self._end_with_error(err)  # (a 4xx after keep-alives: the client's, not ours)
             return
@@ -317,7 +298,7 @@ class Exchange:
             and not self.done.done()
         ):
             self._resent = True
-            self._stop(_Resend())
+            self._resolve(_Resend())
             return
         err = upstream_error(exc, self.provider_id) or GatewayError(
             502, "upstream_error", f"provider {self.provider_id!r} failed"
@@ -325,31 +306,14 @@ class Exchange:
         self.fail(err)
 
     def flush(self) -> None:
-        """After each upstream read: the first body bytes (with the head) go out at once; later
-        ones join the next write when the last one was less than COALESCE_S ago; a head alone
-        waits up to COALESCE_S for the first bytes of its body."""
+        """After each upstream read that did not end the reply: written now or a moment later
+        (gateway.edge.coalesce)."""
         if self.done.done():
             return  # ended: end() wrote everything
-        if self._flush_timer is not None and not (self._flushed_at < 0 and self.reply.pending):
-            return  # a write is already due (the first body bytes do not wait for it)
-        last = self._last  # the clock read on_data made
-        pending = self.reply.pending
-        if not pending or (last - self._flushed_at < COALESCE_S and pending < COALESCE_BYTES):
-            if self._flush_timer is None:
-                due = (last if self._flushed_at < 0 else self._flushed_at) + COALESCE_S
-                self._flush_timer = self._loop.call_at(due, self._flush_due)
-            return
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        self._flushed_at = last
-        self.reply.flush()
-
-    def _flush_due(self) -> None:
-        self._flush_timer = None
-        if self.reply.pending:
-            self._flushed_at = self._loop.time()
-        self.reply.flush()
+        coalescer = self._coalescer
+        if coalescer is None:
+            coalescer = self._coalescer = Coalescer(self.reply, self._loop)
+        coalescer.after_read(self._heard_at)  # (the clock read on_data made)
 
     # -- ending
 
@@ -362,10 +326,10 @@ class Exchange:
             self.conn.discard()
             self.conn = None
         if self.retryable and not self.delivered and not self.streams.shutting_down:
-            self._stop(Failover(err))  # the caller sends the request to the next member
+            self._resolve(Failover(err))  # the caller sends the request to the next member
             return
         if not self.reply.started:
-            self._stop(err)  # the handler answers it
+            self._resolve(err)  # the handler answers it
             return
         self._end_with_error(err)
 
@@ -381,7 +345,7 @@ class Exchange:
         if self.log is not None:
             self.log.error = err.code
         reply = self.reply
-        if (self.sse or self.refused is not None) and reply.framing.appendable:
+        if (self.sse or self.held_status is not None) and reply.framing.appendable:
             reply.write(err.sse_event(reply.envelope))
             reply.end()
         else:
@@ -389,15 +353,15 @@ class Exchange:
         self._finish()
 
     def _finish(self) -> None:
-        self._stop(None)
+        self._resolve(None)
 
-    def _stop(self, err: Exception | None) -> None:
+    def _resolve(self, err: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._flush_timer is not None:  # what it held was written by end(), or is dropped
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        coalescer = self._coalescer
+        if coalescer is not None:  # what it held was written by end(), or is dropped
+            coalescer.cancel()
         self.streams.active.discard(self)
         self.reply.follow(None)
         if err is None:
@@ -408,10 +372,12 @@ class Exchange:
     # -- the one timer: first byte, then idle; keep-alive comments while silent
 
     def _wake(self) -> float:
-        wake = self._last + (self.timing.idle_s if self._head else self.timing.first_byte_s)
-        keepalive = self.keepalive_s if (self.sse or not self._head) else 0.0
+        wake = self._heard_at + (
+            self.timing.idle_s if self._head_seen else self.timing.first_byte_s
+        )
+        keepalive = self.keepalive_s if (self.sse or not self._head_seen) else 0.0
         if keepalive:
-            wake = min(wake, max(self._last, self._beat_at) + keepalive)
+            wake = min(wake, max(self._heard_at, self._beat_at) + keepalive)
         return wake
 
     def _arm(self) -> None:
@@ -429,14 +395,14 @@ class Exchange:
         if self.done.done():
             return
         now = self._loop.time() + 0.001  # timers may fire a hair early
-        limit = self.timing.idle_s if self._head else self.timing.first_byte_s
-        if now - self._last >= limit:
+        limit = self.timing.idle_s if self._head_seen else self.timing.first_byte_s
+        if now - self._heard_at >= limit:
             self.fail(
                 GatewayError(504, "upstream_timeout", f"provider {self.provider_id!r} timed out")
             )
             return
-        keepalive = self.keepalive_s if (self.sse or not self._head) else 0.0
-        if keepalive and now - max(self._last, self._beat_at) >= keepalive:
+        keepalive = self.keepalive_s if (self.sse or not self._head_seen) else 0.0
+        if keepalive and now - max(self._heard_at, self._beat_at) >= keepalive:
             self._beat_at = now
             self._beat()
         self._arm()
@@ -446,7 +412,7 @@ class Exchange:
         if reply.gone:
             return
         if not reply.started:
-            reply.start(200, SSE_LINES + self.beat_extra, None)
+            reply.start(200, SSE_LINES + self.beat_lines, None)
             self.sse = True
             if self.log is not None:
                 self.log.status = 200
@@ -462,21 +428,23 @@ def _encoded(headers: list[tuple[bytes, bytes]]) -> bool:
     )
 
 
-async def relay(pool: Pool, where: Target, request: bytes, exchange: Exchange) -> None:
+async def relay(
+    connections: Connections, where: Target, request: bytes, exchange: Exchange
+) -> None:
     """Send `request` on a pooled connection to `where`; returns once the reply is over.
     Raises GatewayError when nothing reached the client yet (the caller answers it), Failover
     when a retryable exchange failed before its reply began."""
     fresh = False
     while True:
         try:
-            conn = await pool.acquire(where, fresh=fresh)
+            conn = await connections.acquire(where, fresh=fresh)
         except (OSError, TimeoutError) as exc:
             err = upstream_error(exc, exchange.provider_id)
             if err is None:
                 raise
             raise (Failover(err) if exchange.retryable else err) from None
         if exchange.reply.gone:
-            pool.release(conn)
+            connections.release(conn)
             return
         exchange.begin(conn, request)
         try:

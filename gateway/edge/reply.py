@@ -13,14 +13,14 @@ from gateway.edge.message import status_line
 
 
 class Pausable(Protocol):
-    """An upstream connection whose reading can be paused (`upstream.Connection`)."""
+    """An upstream connection whose reading can be paused (`upstream.UpstreamConnection`)."""
 
     def pause(self) -> None: ...
     def resume(self) -> None: ...
 
 
 class Wire(Protocol):
-    """The client connection a `Reply` writes to (`front.FrontConnection`)."""
+    """The client connection a `Reply` writes to (`connection.ClientConnection`)."""
 
     lost: bool  # the client hung up
     http11: bool
@@ -42,12 +42,12 @@ class Reply:
     complete-looking one."""
 
     __slots__ = (
-        "_body", "_conn", "_out", "_pending", "envelope", "finished", "follow", "framing", "head",
-        "keep_alive", "started",
+        "_body", "_conn", "_out", "_pending", "envelope", "finished", "follow", "framing",
+        "keep_alive", "started", "to_head",
     )  # fmt: skip
 
     def __init__(
-        self, conn: Wire, *, keep_alive: bool, head: bool, envelope: Envelope = Envelope.OPENAI
+        self, conn: Wire, *, keep_alive: bool, to_head: bool, envelope: Envelope = Envelope.OPENAI
     ) -> None:
         self._conn = conn
         self.envelope = envelope  # the error shape of the API the client called
@@ -56,7 +56,7 @@ class Reply:
         self.started = False
         self.finished = False
         self.framing = Framing.NONE
-        self.head = head  # a reply to HEAD: never a body
+        self.to_head = to_head  # a reply to HEAD: never a body
         self.keep_alive = keep_alive
         self._out: list[bytes] = []  # framed bytes
         self._body: list[bytes] = []  # body pieces not yet framed
@@ -80,7 +80,7 @@ class Reply:
         """Status line and headers. `header_lines`: rendered `Name: value\\r\\n` lines without
         framing; `length`: the body's length, None when it streams."""
         framing, lines = reply_framing(
-            head=self.head, status=status, length=length, http11=self._conn.http11
+            to_head=self.to_head, status=status, length=length, http11=self._conn.http11
         )
         if framing is Framing.CLOSE:
             self.keep_alive = False
@@ -124,10 +124,10 @@ class Reply:
         self.keep_alive = False
         self._conn.close()
 
-    def error(self, err: GatewayError, extra: bytes = b"") -> None:
+    def error(self, err: GatewayError, lines: bytes = b"") -> None:
         """A complete error response in the route's envelope (only before `start`)."""
         body = err.json_bytes(self.envelope)
-        lines = b"Content-Type: application/json\r\n" + extra
+        lines = b"Content-Type: application/json\r\n" + lines
         for name, value in err.response_headers().items():
             lines += field(name, value)
         self.start(err.status, lines, len(body))

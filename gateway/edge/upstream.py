@@ -17,14 +17,12 @@ from urllib.parse import urlsplit
 import httptools
 
 from gateway.edge.framing import body_allowed
+from gateway.edge.limits import MAX_HEAD_BYTES, MAX_HEADERS, non_body
 
 # An idle connection older than this is closed instead of reused: below llama-server's own idle
 # keep-alive limit (cpp-httplib closes after 5 s), so a request is rarely written on a connection
 # the upstream is closing; when it is, the relay retries once on a fresh one.
 IDLE_REUSE_S = 4.0
-MAX_HEAD_BYTES = 64 * 1024  # an upstream's response head, like a client's request head
-MAX_HEADERS = 256
-CHUNK_OVERHEAD = 32  # bytes of framing allowed per chunk (size line, CRLFs)
 
 
 class UpstreamClosed(ConnectionError):
@@ -51,7 +49,8 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where a URL's requests go: the pool key, the Host header and the request path."""
+    """Where a URL's requests go: the key its connections are kept under, the Host header and
+    the request path."""
 
     scheme: str  # http, https or unix
     host: str  # host name, or the socket path for unix
@@ -85,20 +84,20 @@ def unix_target(socket_path: str) -> Target:
     return Target("unix", socket_path, 0, b"localhost", b"/")
 
 
-class Connection(asyncio.Protocol):
+class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection, lent to one exchange at a time.
 
     Each exchange gets a fresh parser, so nothing of one reply's parsing state reaches the
     next. A connection that delivers bytes nobody asked for — a second response glued to the
-    reply, bytes while idle in the pool — is closed, never reused."""
+    reply, bytes while idle — is closed, never reused."""
 
-    def __init__(self, pool: Pool, key: tuple[str, str, int]) -> None:
-        self.pool = pool
+    def __init__(self, connections: Connections, key: tuple[str, str, int]) -> None:
+        self.connections = connections  # the set it is lent from and returned to
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.sink: Sink | None = None
         self.closed = False
-        self.lent = False  # handed to an exchange by the pool
+        self.lent = False  # handed to an exchange by `Connections`
         self.paused = False  # reading paused: the client is not keeping up
         self.idle_since = 0.0
         self.uses = 0  # requests written on it
@@ -109,7 +108,7 @@ class Connection(asyncio.Protocol):
         self._head_seen = False
         self._framed = True  # False: the body ends when the connection does (no length, no chunks)
         self._complete = False  # the one final reply asked for has been parsed
-        self._extra = False  # ...and more bytes followed it
+        self._surplus = False  # ...and more bytes followed it
         self._keep = False  # ...and it may be reused
         self._read_body = 0  # body bytes parsed from the current read
         self._read_chunks = 0  # chunk headers parsed from the current read
@@ -127,11 +126,11 @@ class Connection(asyncio.Protocol):
         self.sink = sink
         self.uses += 1
         self.received = 0
-        self.sent_at = self.pool.now()
+        self.sent_at = self.connections.now()
         self._parser = httptools.HttpResponseParser(self)
         self._headers = []
         self._head_bytes = 0
-        self._head_seen = self._complete = self._extra = self._keep = False
+        self._head_seen = self._complete = self._surplus = self._keep = False
         self._framed = True
         self.transport.write(data)
 
@@ -139,7 +138,7 @@ class Connection(asyncio.Protocol):
         """The exchange gave up half-way (client gone, timeout, shutdown): the connection is in
         an unknown state, so it is closed, never reused."""
         self.sink = None
-        self.pool.discard(self)
+        self.connections.discard(self)
 
     def cut(self) -> None:
         self.sink = None
@@ -166,7 +165,7 @@ class Connection(asyncio.Protocol):
         sink = self.sink
         parser = self._parser
         if sink is None or parser is None:  # bytes nobody asked for: never reuse this connection
-            self.pool.discard(self)
+            self.connections.discard(self)
             return
         self.received += len(data)
         self._read_body = self._read_chunks = 0
@@ -179,14 +178,13 @@ class Connection(asyncio.Protocol):
             if not self._complete:
                 self._fail(UpstreamBroken(f"invalid HTTP from upstream: {exc}"))
                 return
-            self._extra = True  # garbage after the reply: it was delivered; this connection dies
+            self._surplus = True  # garbage after the reply: it was delivered; this connection dies
         if self._complete:
             self._settle()
             return
         # bytes that are not body — a head still open, chunk framing past what this read's chunks
         # need, trailers — are counted as they arrive (httptools buffers an unfinished line)
-        extra = len(data) - self._read_body - CHUNK_OVERHEAD * self._read_chunks
-        self._head_bytes = max(0, self._head_bytes + extra)
+        self._head_bytes = non_body(self._head_bytes, len(data), self._read_body, self._read_chunks)
         if self._head_bytes > MAX_HEAD_BYTES:
             self._fail(UpstreamBroken(f"response head or framing over {MAX_HEAD_BYTES} bytes"))
             return
@@ -199,7 +197,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         sink, self.sink = self.sink, None
-        self.pool.discard(self)
+        self.connections.discard(self)
         if sink is None:
             return
         if self._head_seen and not self._framed:
@@ -212,7 +210,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self._complete:  # a second response nobody asked for
-            self._extra = True
+            self._surplus = True
             raise _Unasked
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -264,14 +262,14 @@ class Connection(asyncio.Protocol):
     def _settle(self) -> None:
         """After the read that completed the reply: keep the connection only when it delivered
         exactly the reply asked for and may be reused."""
-        if self._extra or self.closed or not self._keep:
-            self.pool.discard(self)
+        if self._surplus or self.closed or not self._keep:
+            self.connections.discard(self)
         else:
-            self.pool.release(self)
+            self.connections.release(self)
 
     def _fail(self, exc: Exception) -> None:
         sink, self.sink = self.sink, None
-        self.pool.discard(self)
+        self.connections.discard(self)
         if sink is not None:
             sink.on_fail(exc)
 
@@ -284,12 +282,13 @@ class _TooManyHeaders(Exception):
     """Raised in a parser callback: more than MAX_HEADERS header lines."""
 
 
-class Pool:
-    """Idle keep-alive connections per upstream (scheme, host, port); newest reused first."""
+class Connections:
+    """The upstream connections: idle keep-alive ones per upstream (scheme, host, port), newest
+    reused first, and how many are lent out. (Not a pool of machines: `gateway.pools` is that.)"""
 
     def __init__(self, connect_timeout_s: float) -> None:
         self.connect_timeout_s = connect_timeout_s
-        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
+        self._idle: dict[tuple[str, str, int], list[UpstreamConnection]] = {}
         self._tls: ssl.SSLContext | None = None
         self.busy = 0  # connections lent out right now
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -300,7 +299,7 @@ class Pool:
             loop = self._loop = asyncio.get_running_loop()
         return loop.time()
 
-    async def acquire(self, where: Target, *, fresh: bool = False) -> Connection:
+    async def acquire(self, where: Target, *, fresh: bool = False) -> UpstreamConnection:
         """A connection to `where`: the newest idle one, or a new one (always when `fresh`)."""
         idle = self._idle.get(where.key)
         if idle and not fresh:
@@ -312,13 +311,13 @@ class Pool:
                 conn.cut()
         return self._lend(await self._connect(where))
 
-    def _lend(self, conn: Connection) -> Connection:
+    def _lend(self, conn: UpstreamConnection) -> UpstreamConnection:
         assert not conn.lent, "a lent connection is never lent again"
         conn.lent = True
         self.busy += 1
         return conn
 
-    def release(self, conn: Connection) -> None:
+    def release(self, conn: UpstreamConnection) -> None:
         """The reply ended cleanly: keep the connection for the next request. Only a lent,
         open connection comes back, and only once."""
         if not conn.lent or conn.closed:
@@ -330,7 +329,7 @@ class Pool:
         conn.idle_since = self.now()
         self._idle.setdefault(conn.key, []).append(conn)
 
-    def discard(self, conn: Connection) -> None:
+    def discard(self, conn: UpstreamConnection) -> None:
         """Close a connection that cannot be reused (failed, abandoned, closed by the peer, or
         it sent bytes nobody asked for)."""
         if conn.lent:
@@ -347,9 +346,9 @@ class Pool:
                 conn.cut()
         self._idle.clear()
 
-    async def _connect(self, where: Target) -> Connection:
+    async def _connect(self, where: Target) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
-        conn = Connection(self, where.key)
+        conn = UpstreamConnection(self, where.key)
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 if where.scheme == "unix":

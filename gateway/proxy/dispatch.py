@@ -48,7 +48,7 @@ class Edge:
             method, request.target, host, header_lines(request.headers, _DROP_CONTROL), len(body)
         )  # fmt: skip
         exchange = Exchange(
-            reply=reply, log=None, timing=CONTROL_TIMING, provider_id="gateway", extra=b"",
+            reply=reply, log=None, timing=CONTROL_TIMING, provider_id="gateway", added_lines=b"",
             stream=False, streams=self.streams, passthrough=True,
         )  # fmt: skip
         try:

@@ -243,9 +243,9 @@ class Inference:
         id_line = b"X-Request-Id: " + rid + b"\r\n"
         extra = PROVIDER_HEADER + b": " + provider.id.encode() + b"\r\n" + pool_line + id_line
         exchange = Exchange(
-            reply=reply, log=record, timing=timing, provider_id=provider.id, extra=extra,
+            reply=reply, log=record, timing=timing, provider_id=provider.id, added_lines=extra,
             stream=parsed.payload.get("stream") is True, streams=self.streams,
-            retryable=retryable, beat_extra=pool_line + id_line if retryable else None,
+            retryable=retryable, beat_lines=pool_line + id_line if retryable else None,
             keep_ends=True, rewrite=usage_filter,
         )  # fmt: skip
         lane = self.lanes.get(

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.cli.launcher import free_port
 from tests.conftest import UpstreamFactory, registry_for
-from tests.edge.test_relay import sse_payloads
+from tests.edge.helpers import sse_payloads
 
 
 @asynccontextmanager

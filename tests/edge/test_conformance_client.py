@@ -1,5 +1,7 @@
 """Conformance, client side: RFC 9112 framing and limits on raw sockets, every reply parsed
-strictly (h11), every request the gateway writes upstream parsed strictly too."""
+strictly (h11), every request the gateway writes upstream parsed strictly too. The cases that
+need no socket nor upstream (limits, trailers, keys on the head, upgrades, Host and target rules,
+pipelining, flow control) run in memory in test_protocol.py."""
 
 from __future__ import annotations
 
@@ -9,10 +11,18 @@ import json
 import pytest
 
 from tests.conftest import Gateway, GatewayFactory, registry_for
-from tests.edge.test_conformance_upstream import RawFactory, raw_upstream
-from tests.edge.wire import Client, RawUpstream, Seen, Step, chat, echo, json_reply, post, responses
-
-__all__ = ["raw_upstream"]  # the fixture, shared
+from tests.edge.wire import (
+    Client,
+    RawFactory,
+    RawUpstream,
+    Seen,
+    Step,
+    chat,
+    echo,
+    json_reply,
+    post,
+    responses,
+)
 
 
 @pytest.fixture
@@ -54,41 +64,6 @@ async def test_request_trailers_are_dropped_not_merged(
     assert seen.body == b'{"model":"m"}'
 
 
-async def test_a_key_sent_only_as_a_trailer_does_not_pass(
-    raw_upstream: RawFactory, gateway: GatewayFactory
-) -> None:
-    up = await raw_upstream(lambda seen: [json_reply(echo(seen))])
-    gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}), api_keys=("k-1",))
-    raw = await talk(gw, chunked_post([b'{"model":"a/m"}'], b"Authorization: Bearer k-1\r\n"))
-    (reply,) = responses(raw, ["POST"])
-    assert reply.status == 401
-    assert up.inference() == []
-
-
-async def test_the_key_is_checked_on_the_head_before_any_body_or_100_continue(
-    raw_upstream: RawFactory, gateway: GatewayFactory
-) -> None:
-    """An unauthenticated client could make the gateway buffer a 32 MiB body, acknowledged by
-    100 Continue, before the key was looked at."""
-    up = await raw_upstream(lambda seen: [json_reply(echo(seen))])
-    gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}), api_keys=("k-1",))
-    for expect in (b"", b"Expect: 100-continue\r\n"):
-        client = await Client.open(gw.port)
-        try:  # a head announcing 30 MB, and no body at all: the 401 must come anyway
-            await client.send(
-                b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n%b"
-                b"Content-Length: 30000000\r\n\r\n" % expect
-            )
-            raw = await client.read_all()
-        finally:
-            await client.close()
-        assert not raw.startswith(b"HTTP/1.1 100")
-        (reply,) = responses(raw, ["POST"])
-        assert reply.status == 401
-        assert reply.headers["connection"] == "close"
-        assert reply.json()["error"]["code"] == "missing_api_key"  # type: ignore[index]
-
-
 async def test_a_refused_client_still_sending_its_body_reads_the_error(
     raw_upstream: RawFactory, gateway: GatewayFactory
 ) -> None:
@@ -105,89 +80,28 @@ async def test_a_refused_client_still_sending_its_body_reads_the_error(
     assert reply.status == 401
 
 
-async def test_an_unterminated_header_line_gets_431_as_it_arrives(
-    gw_up: tuple[Gateway, RawUpstream],
-) -> None:
-    """Defect 5: 16 MiB of header value without CRLF got no 431 (httptools buffers it)."""
-    gw, _ = gw_up
-    client = await Client.open(gw.port)
-    sent = 0
-    try:
-        await client.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Big: ")
-        reading = asyncio.ensure_future(client.reader.read())  # done when the gateway closes
-        while sent < 16 * 1024 * 1024 and not reading.done():
-            try:
-                await client.send(b"a" * 65536)
-            except ConnectionError:
-                break
-            sent += 65536
-            await asyncio.sleep(0.001)  # one read per piece
-        raw = await asyncio.wait_for(reading, 10)
-    finally:
-        await client.close()
-    (reply,) = responses(raw, ["POST"])
-    assert reply.status == 431
-    assert sent <= 512 * 1024, f"the 431 came only after {sent} bytes"
-
-
-async def test_an_upgrade_request_gets_exactly_one_response(
-    gw_up: tuple[Gateway, RawUpstream],
-) -> None:
-    """Defect 7: served, then a 400 for the same request: two responses on one connection."""
-    gw, _ = gw_up
-    upgrade = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
-    get = b"GET /health HTTP/1.1\r\nHost: gw\r\n%b\r\n" % upgrade
-    raw = await talk(gw, get + b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n")
-    (reply,) = responses(raw, ["GET"])  # one response, then the close: nothing more
-    assert reply.status == 200 and reply.headers["connection"] == "close"
-    raw = await talk(gw, post(b'{"model":"a/m"}', extra=upgrade))
-    (refused,) = responses(raw, ["POST"])  # with a body llhttp would not read: refused
-    assert refused.status == 400
-
-
-async def test_chunked_http10_is_served_then_closed(gw_up: tuple[Gateway, RawUpstream]) -> None:
-    gw, up = gw_up
-    body = b'{"model":"a/m"}'
-    request = (
-        b"POST /v1/chat/completions HTTP/1.0\r\nConnection: keep-alive\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
-    )
-    raw = await talk(gw, request + request)
-    (reply,) = responses(raw, ["POST"])
-    assert reply.status == 200 and reply.headers["connection"] == "close"
-    assert len(up.inference()) == 1
-
-
 @pytest.mark.parametrize(
-    ("head", "status"),
+    "head",
     [
-        (b"POST /v1/chat/completions HTTP/1.1\r\n", 400),  # no Host
-        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nHost: b\r\n", 400),
-        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: a b\r\n", 400),
-        (b"POST /v1/chat/completions HTTP/1.0\r\nHost: a\r\nHost: b\r\n", 400),
-        (b"POST /v1/chat/completions HTTP/1.0\r\n", 200),  # HTTP/1.0 needs none
-        (b"POST http://gw:9502/v1/chat/completions HTTP/1.1\r\nHost: other\r\n", 200),
-        (b"POST HTTP://GW/v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\n", 200),
-        (b"POST gw:9502 HTTP/1.1\r\nHost: gw\r\n", 400),  # authority-form is for CONNECT
+        b"POST /v1/chat/completions HTTP/1.0\r\n",  # HTTP/1.0 needs no Host
+        b"POST http://gw:9502/v1/chat/completions HTTP/1.1\r\nHost: other\r\n",
+        b"POST HTTP://GW/v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\n",
     ],
-    ids=["no-host", "two-hosts", "bad-host", "http10-two-hosts", "http10-no-host",
-         "absolute-form", "absolute-form-upper", "authority-form"],
-)  # fmt: skip
-async def test_host_and_request_target_rules(
-    gw_up: tuple[Gateway, RawUpstream], head: bytes, status: int
+    ids=["http10-no-host", "absolute-form", "absolute-form-upper"],
+)
+async def test_absolute_form_goes_upstream_in_origin_form(
+    gw_up: tuple[Gateway, RawUpstream], head: bytes
 ) -> None:
+    """(The rules on Host and request targets that refuse a request are in test_protocol.py.)"""
     gw, up = gw_up
     body = b'{"model":"a/m"}'
     raw = await talk(
         gw, head + b"Content-Length: %d\r\nConnection: close\r\n\r\n%b" % (len(body), body)
     )
     (reply,) = responses(raw, ["POST"])
-    assert reply.status == status
-    if status == 200:
-        (seen,) = up.inference()
-        assert seen.target == "/v1/chat/completions"  # origin-form upstream
-    else:
-        assert up.inference() == []
+    assert reply.status == 200
+    (seen,) = up.inference()
+    assert seen.target == "/v1/chat/completions"  # origin-form upstream
 
 
 async def test_headers_named_by_connection_stay_on_this_hop(
@@ -285,45 +199,13 @@ async def test_at_the_connection_cap_idle_connections_make_room(
             await c.close()
 
 
-async def test_many_tiny_chunks_earn_no_room_for_an_endless_trailer(
-    gw_up: tuple[Gateway, RawUpstream],
-) -> None:
-    """Chunk framing is allowed per read, never saved up: 20,000 one-byte chunks, then a trailer
-    line that never ends, gets 431 as the trailer arrives."""
-    gw, up = gw_up
-    body = b'{"model":"a/m","pad":"' + b"x" * 19_970 + b'"}'
-    client = await Client.open(gw.port)
-    sent = 0
-    try:
-        await client.send(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + b"".join(b"1\r\n%c\r\n" % c for c in body)
-            + b"0\r\nX-Trailer: "
-        )
-        reading = asyncio.ensure_future(client.reader.read())
-        while sent < 8 * 1024 * 1024 and not reading.done():
-            try:
-                await client.send(b"a" * 65536)
-            except ConnectionError:
-                break
-            sent += 65536
-            await asyncio.sleep(0.001)
-        raw = await asyncio.wait_for(reading, 10)
-    finally:
-        await client.close()
-    (reply,) = responses(raw, ["POST"])
-    assert reply.status == 431
-    assert sent <= 512 * 1024, f"the 431 came only after {sent} bytes of trailer"
-    assert up.inference() == []
-
-
 async def test_a_client_that_stops_reading_is_let_go(
     raw_upstream: RawFactory, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """nginx's send_timeout: a socket buffer that stays full for SEND_TIMEOUT_S ends it."""
-    from gateway.edge import front
+    from gateway.edge import connection
 
-    monkeypatch.setattr(front, "SEND_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(connection, "SEND_TIMEOUT_S", 0.3)
     big = json.dumps({"pad": "x" * (16 * 1024 * 1024)}).encode()
     up = await raw_upstream(lambda seen: [json_reply(big)])
     gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}))

@@ -9,7 +9,7 @@ bytes (the upstream echoes each request's id).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -17,7 +17,7 @@ from tests.conftest import Gateway, GatewayFactory, registry_for
 from tests.edge.wire import (
     Client,
     Incomplete,
-    RawUpstream,
+    RawFactory,
     Respond,
     Seen,
     Step,
@@ -28,23 +28,6 @@ from tests.edge.wire import (
     post,
     responses,
 )
-
-RawFactory = Callable[[Respond], Awaitable[RawUpstream]]
-
-
-@pytest.fixture
-async def raw_upstream() -> AsyncIterator[RawFactory]:
-    started: list[RawUpstream] = []
-
-    async def make(respond: Respond = ok) -> RawUpstream:
-        up = await RawUpstream(respond).start()
-        started.append(up)
-        return up
-
-    yield make
-    for up in started:
-        await up.stop()
-        assert up.violations == [], up.violations  # every request the gateway wrote parsed
 
 
 def first_then_ok(first: Callable[[Seen], Sequence[Step]]) -> Respond:

@@ -1,4 +1,5 @@
-"""The front: HTTP/1.1 edge cases on raw sockets — what a client sees byte for byte."""
+"""HTTP/1.1 edge cases end to end, on raw sockets through the whole gateway — what a client sees
+byte for byte. (The client connection's own rules, in memory: test_protocol.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import orjson
 
 from tests.conftest import Gateway, GatewayFactory, UpstreamFactory, registry_for
-from tests.edge.test_relay import sse_payloads
+from tests.edge.helpers import sse_payloads
 
 CHAT_BODY = b'{"model":"a/m"}'
 
@@ -40,23 +41,6 @@ def envelope(raw: bytes) -> dict[str, object]:
     return error
 
 
-async def test_not_http_gets_a_400_envelope_and_a_close(gateway: GatewayFactory) -> None:
-    gw = await gateway(registry_for({"id": "a", "baseUrl": "http://127.0.0.1:9"}))
-    raw = await exchange(gw, b"\x16\x03\x01 this is a TLS hello, not HTTP\r\n\r\n")
-    assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    assert b"Connection: close\r\n" in raw
-    error = envelope(raw)
-    assert error["code"] == "invalid_http"
-    assert error["type"] == "invalid_request_error"
-
-
-async def test_oversized_head_gets_431(gateway: GatewayFactory) -> None:
-    gw = await gateway(registry_for({"id": "a", "baseUrl": "http://127.0.0.1:9"}))
-    raw = await exchange(gw, chat(b"X-Big: " + b"a" * 70_000 + b"\r\n"))
-    assert raw.startswith(b"HTTP/1.1 431 ")
-    assert envelope(raw)["code"] == "headers_too_large"
-
-
 async def test_pipelined_requests_are_answered_in_order(
     upstream: UpstreamFactory, gateway: GatewayFactory
 ) -> None:
@@ -68,20 +52,6 @@ async def test_pipelined_requests_are_answered_in_order(
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", raw) == [b"200", b"200", b"400", b"200"]
     assert raw.index(b"served_by") < raw.index(b'"status":"ok"') < raw.index(b"missing_model")
     assert len(a.inference()) == 2
-
-
-async def test_expect_100_continue(upstream: UpstreamFactory, gateway: GatewayFactory) -> None:
-    a = await upstream("a")
-    gw = await gateway(registry_for({"id": "a", "baseUrl": a.url}))
-    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-    head, _, body = chat(b"Expect: 100-continue\r\n").partition(b"\r\n\r\n")
-    writer.write(head + b"\r\n\r\n")
-    assert (
-        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
-    )
-    writer.write(body)
-    assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 200 ")
-    writer.close()
 
 
 async def test_http10_client_gets_a_stream_ended_by_close(

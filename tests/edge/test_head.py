@@ -27,7 +27,7 @@ def test_heads_that_are_served(
 ) -> None:  # fmt: skip
     head = read_head(b"POST", url, headers, http11=http11, keep_alive=True, upgrade=upgrade)
     assert head.request.target == target
-    assert head.last is last and head.request.keep_alive is not last
+    assert head.close_after is last and head.request.keep_alive is not last
     assert head.length == length
 
 

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import orjson
 import pytest
 
 from gateway.cli.launcher import free_port
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
+from tests.edge.helpers import RecordingWire, sse_payloads
 from tests.fakes import FakeUpstream
 
 CHAT = "/v1/chat/completions"
-
-
-def sse_payloads(raw: bytes) -> list[Any]:
-    out = []
-    for block in raw.split(b"\n\n"):
-        if block.startswith(b"data: ") and block != b"data: [DONE]":
-            out.append(orjson.loads(block[6:]))
-    return out
 
 
 async def test_two_providers_each_stream_from_their_own_machine(
@@ -274,38 +265,17 @@ async def test_upstream_timeout_is_504(upstream: UpstreamFactory, gateway: Gatew
     await asyncio.wait_for(slow.cancelled.wait(), 5)  # and the upstream request was dropped
 
 
-class _Wire:
-    """A client connection that records each write."""
-
-    def __init__(self) -> None:
-        self.lost = False
-        self.http11 = True
-        self.sent: list[bytes] = []
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        self.lost = True
-
-    def follow(self, upstream: object) -> None:
-        pass
-
-
 async def test_a_burst_of_tokens_leaves_in_few_writes_first_and_last_at_once() -> None:
     """An upstream that writes each token as fast as it can: the first token goes out with the
     head at once, the burst joins one write within COALESCE_S, the end goes out at once."""
-    from gateway.edge.relay import COALESCE_S, Exchange, Streams, Timing
+    from gateway.edge.coalesce import COALESCE_S
+    from gateway.edge.relay import Exchange, Streams, Timing
     from gateway.edge.reply import Reply
 
-    wire = _Wire()
-    reply = Reply(wire, keep_alive=True, head=False)
-    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a", extra=b"",
-                  stream=True, streams=Streams())  # fmt: skip
+    wire = RecordingWire()
+    reply = Reply(wire, keep_alive=True, to_head=False)
+    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a",
+                  added_lines=b"", stream=True, streams=Streams())  # fmt: skip
     ex.on_head(200, [(b"Content-Type", b"text/event-stream")], None)
     ex.flush()
     assert wire.sent == []  # a head alone waits (a moment) for the first token
@@ -324,13 +294,14 @@ async def test_a_burst_of_tokens_leaves_in_few_writes_first_and_last_at_once() -
 
 
 async def test_a_head_alone_is_not_held_longer_than_the_window() -> None:
-    from gateway.edge.relay import COALESCE_S, Exchange, Streams, Timing
+    from gateway.edge.coalesce import COALESCE_S
+    from gateway.edge.relay import Exchange, Streams, Timing
     from gateway.edge.reply import Reply
 
-    wire = _Wire()
-    reply = Reply(wire, keep_alive=True, head=False)
-    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a", extra=b"",
-                  stream=True, streams=Streams())  # fmt: skip
+    wire = RecordingWire()
+    reply = Reply(wire, keep_alive=True, to_head=False)
+    ex = Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a",
+                  added_lines=b"", stream=True, streams=Streams())  # fmt: skip
     ex.on_head(200, [(b"Content-Type", b"text/event-stream")], None)
     ex.flush()
     await asyncio.sleep(COALESCE_S * 3)

@@ -1,5 +1,5 @@
 """The held upstream error body: a 5xx (or, after keep-alive comments, any non-200) is not passed
-to the client but kept, up to REFUSED_LIMIT, for the message of a failover or of the final SSE
+to the client but kept, up to HELD_LIMIT, for the message of a failover or of the final SSE
 error event. Keeping a read must cost O(1), however many small reads came before; what is kept,
 and what the client gets, is the same at and past the cap."""
 
@@ -15,34 +15,13 @@ import pytest
 from gateway.edge import relay
 from gateway.edge.errors import GatewayError
 from gateway.edge.headers import SSE_LINES
-from gateway.edge.relay import REFUSED_LIMIT, Exchange, Failover, Streams, Timing
+from gateway.edge.relay import HELD_LIMIT, Exchange, Failover, Streams, Timing
 from gateway.edge.reply import Reply
 from tests.conftest import GatewayFactory, registry_for
+from tests.edge.helpers import RecordingWire
 from tests.edge.wire import Client, RawUpstream, Seen, Step, post, responses
 
 JSON = [(b"Content-Type", b"application/json")]
-
-
-class _Wire:
-    """The client's side of a `Reply`: what was sent to it."""
-
-    def __init__(self) -> None:
-        self.lost = False
-        self.http11 = True
-        self.sent: list[bytes] = []
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        self.lost = True
-
-    def follow(self, upstream: object) -> None:
-        pass
 
 
 class _Walked(list[bytes]):
@@ -56,11 +35,12 @@ class _Walked(list[bytes]):
 
 
 def _exchange(reply: Reply, *, retryable: bool) -> Exchange:
-    return Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a", extra=b"",
-                    stream=True, streams=Streams(), retryable=retryable)  # fmt: skip
+    return Exchange(reply=reply, log=None, timing=Timing(10, 10, 0), provider_id="a",
+                    added_lines=b"", stream=True, streams=Streams(),
+                    retryable=retryable)  # fmt: skip
 
 
-def _kept(reads: list[bytes], limit: int = REFUSED_LIMIT) -> bytes:
+def _kept(reads: list[bytes], limit: int = HELD_LIMIT) -> bytes:
     """The rule: a read is kept while what is kept so far is under the limit, so the reads kept
     are the fewest first ones that reach it (the last may pass it); every read after is dropped."""
     for n, total in enumerate(accumulate(map(len, reads)), 1):
@@ -85,16 +65,16 @@ async def test_a_5xx_body_in_one_byte_reads_costs_one_step_per_read(
     """Defect: every read summed the lengths of all the pieces held so far (quadratic up to the
     cap, then linear per read). Now the held pieces are walked once, to make the message."""
     limit = 4096  # (the rule is the same at any cap; this one keeps the old cost quick to show)
-    monkeypatch.setattr(relay, "REFUSED_LIMIT", limit)
-    wire = _Wire()
-    ex = _exchange(Reply(wire, keep_alive=True, head=False), retryable=True)
+    monkeypatch.setattr(relay, "HELD_LIMIT", limit)
+    wire = RecordingWire()
+    ex = _exchange(Reply(wire, keep_alive=True, to_head=False), retryable=True)
     ex.on_head(503, JSON, None)
-    held = ex._refused_body = _Walked()
+    held = ex._held_body = _Walked()
     reads = [bytes([0x30 + n % 10]) for n in range(limit + 1000)]  # up to the cap, then past it
     counted = []
     for data in reads:
         ex.on_data(data)
-        counted.append(getattr(ex, "_refused_len", None))
+        counted.append(getattr(ex, "_held_len", None))
     assert held.walked == 0  # (before: 4096 * 4095 / 2 pieces up to the cap, then 4096 a read)
     assert len(held) == limit
     assert counted == [min(n, limit) for n in range(1, len(reads) + 1)]  # kept beside the pieces
@@ -110,23 +90,23 @@ async def test_a_5xx_body_in_one_byte_reads_costs_one_step_per_read(
 @pytest.mark.parametrize(
     "sizes",
     [
-        [REFUSED_LIMIT - 1, 10, 1, 5],  # one byte under: the next read is kept whole
-        [REFUSED_LIMIT, 1, 1],  # exactly at the cap: nothing more
-        [REFUSED_LIMIT + 7, 3],  # one read past it
+        [HELD_LIMIT - 1, 10, 1, 5],  # one byte under: the next read is kept whole
+        [HELD_LIMIT, 1, 1],  # exactly at the cap: nothing more
+        [HELD_LIMIT + 7, 3],  # one read past it
         [40_000, 30_000, 1, 2],
         [1000] * 70,  # the 66th read passes the cap, the rest go
-        [3] * (REFUSED_LIMIT // 3 + 50),
+        [3] * (HELD_LIMIT // 3 + 50),
     ],
     ids=["under-by-one", "at", "past-in-one-read", "two-large", "many-1000", "many-3"],
 )
 async def test_what_is_held_at_and_past_the_cap(sizes: list[int]) -> None:
     reads = _reads(sizes)
-    wire = _Wire()
-    ex = _exchange(Reply(wire, keep_alive=True, head=False), retryable=True)
+    wire = RecordingWire()
+    ex = _exchange(Reply(wire, keep_alive=True, to_head=False), retryable=True)
     ex.on_head(502, JSON, None)
     for data in reads:
         ex.on_data(data)
-    assert b"".join(ex._refused_body) == _kept(reads)
+    assert b"".join(ex._held_body) == _kept(reads)
     ex.on_end()
     with pytest.raises(Failover) as failed:
         await ex.done
@@ -135,13 +115,13 @@ async def test_what_is_held_at_and_past_the_cap(sizes: list[int]) -> None:
     assert wire.sent == []
 
 
-@pytest.mark.parametrize("sizes", [[REFUSED_LIMIT - 1, 10, 1], [1000] * 70])
+@pytest.mark.parametrize("sizes", [[HELD_LIMIT - 1, 10, 1], [1000] * 70])
 async def test_after_keepalives_the_client_gets_the_same_error_event(sizes: list[int]) -> None:
     """Keep-alive comments already started the reply (200, SSE): the upstream's 500 ends it with
     one SSE error event made from the held body, and nothing else of that body."""
     reads = [b"\xe2\x82\xac" * 700, *_reads(sizes)]  # (the message is cut by characters)
-    wire = _Wire()
-    reply = Reply(wire, keep_alive=True, head=False)
+    wire = RecordingWire()
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.start(200, SSE_LINES, None)
     reply.flush()
     before = len(wire.sent)
@@ -160,8 +140,8 @@ async def test_a_5xx_body_in_many_small_writes_through_the_gateway(
 ) -> None:
     """End to end: keep-alive comments, then a 503 whose body (past the cap) comes in small
     writes; the client's stream ends with the error event naming the body's start."""
-    body = b"".join(b"%06d," % n for n in range(REFUSED_LIMIT // 7 + 2000))
-    assert len(body) > REFUSED_LIMIT
+    body = b"".join(b"%06d," % n for n in range(HELD_LIMIT // 7 + 2000))
+    assert len(body) > HELD_LIMIT
 
     beat = asyncio.Event()  # the client got a keep-alive comment: the upstream answers now
 

@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 import pytest
 
 from gateway.edge.errors import GatewayError
 from gateway.edge.framing import Framing
 from gateway.edge.message import status_line
-from gateway.edge.reply import Pausable, Reply
-
-
-class Recorder:
-    """A client connection that keeps what was sent to it."""
-
-    def __init__(self, http11: bool = True) -> None:
-        self.lost = False
-        self.http11 = http11
-        self.upstream: Pausable | None = None
-        self.sent: list[bytes] = []
-        self.closed = False
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_event_loop()
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def follow(self, upstream: Pausable | None) -> None:
-        self.upstream = upstream
+from gateway.edge.reply import Reply
+from tests.edge.helpers import RecordingWire
 
 
 def test_pieces_of_one_flush_leave_as_one_chunk_in_one_write() -> None:
-    wire = Recorder()
-    reply = Reply(wire, keep_alive=True, head=False)
+    wire = RecordingWire()
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.start(200, b"Content-Type: text/event-stream\r\n", None)
     for token in (b"data: a\n\n", b"data: b\n\n"):
         reply.write(token)
@@ -55,8 +30,8 @@ def test_pieces_of_one_flush_leave_as_one_chunk_in_one_write() -> None:
 
 
 def test_head_request_gets_headers_and_no_body() -> None:
-    wire = Recorder()
-    reply = Reply(wire, keep_alive=False, head=True)
+    wire = RecordingWire()
+    reply = Reply(wire, keep_alive=False, to_head=True)
     reply.start(200, b"", 5)
     reply.write(b"hello")
     reply.end()
@@ -64,8 +39,8 @@ def test_head_request_gets_headers_and_no_body() -> None:
 
 
 def test_error_is_the_openai_envelope_with_its_headers() -> None:
-    wire = Recorder(http11=False)
-    reply = Reply(wire, keep_alive=True, head=False)
+    wire = RecordingWire(http11=False)
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.error(GatewayError(429, "provider_busy", "busy", headers={"Retry-After": "3"}))
     head, _, body = b"".join(wire.sent).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
@@ -85,8 +60,8 @@ def test_no_body_statuses_get_no_framing_and_no_terminator(status: int) -> None:
     """A 204/304 that came with a Content-Length or streamed: a keep-alive client must not read
     a chunk terminator or a length as part of the next response."""
     for length in (None, 5):
-        wire = Recorder()
-        reply = Reply(wire, keep_alive=True, head=False)
+        wire = RecordingWire()
+        reply = Reply(wire, keep_alive=True, to_head=False)
         reply.start(status, b"ETag: x\r\n", length)
         reply.write(b"hello")
         reply.end()
@@ -96,8 +71,8 @@ def test_no_body_statuses_get_no_framing_and_no_terminator(status: int) -> None:
 
 
 def test_http10_streams_to_the_close() -> None:
-    wire = Recorder(http11=False)
-    reply = Reply(wire, keep_alive=True, head=False)
+    wire = RecordingWire(http11=False)
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.start(200, b"", None)
     reply.write(b"data: a\n\n")
     reply.end()
@@ -106,13 +81,13 @@ def test_http10_streams_to_the_close() -> None:
 
 
 def test_a_length_framed_reply_cannot_take_more_bytes() -> None:
-    wire = Recorder()
-    reply = Reply(wire, keep_alive=True, head=False)
+    wire = RecordingWire()
+    reply = Reply(wire, keep_alive=True, to_head=False)
     reply.start(200, b"", 5)
     assert reply.framing is Framing.LENGTH and not reply.framing.appendable
 
 
 def test_error_headers_are_checked_before_they_are_written() -> None:
-    reply = Reply(Recorder(), keep_alive=True, head=False)
+    reply = Reply(RecordingWire(), keep_alive=True, to_head=False)
     with pytest.raises(ValueError, match="control character"):
         reply.error(GatewayError(429, "busy", "busy", headers={"Retry-After": "3\r\nX-Evil: 1"}))

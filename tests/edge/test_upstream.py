@@ -11,9 +11,9 @@ import pytest
 import trustme
 
 from gateway.control.state import STATE
-from gateway.edge.upstream import Connection, Pool, target
+from gateway.edge.upstream import Connections, UpstreamConnection, target
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
-from tests.edge.test_relay import sse_payloads
+from tests.edge.helpers import sse_payloads
 
 CHAT = "/v1/chat/completions"
 
@@ -76,7 +76,7 @@ async def test_a_slow_reader_gets_a_large_reply_intact(
 class _PausingSink:
     """Pauses the connection on every body piece, as a client whose socket is full would."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         self.ended = asyncio.Event()
         self.body = b""
@@ -102,7 +102,7 @@ async def test_a_connection_paused_by_its_client_is_resumed_when_pooled(
     upstream: UpstreamFactory,
 ) -> None:
     a = await upstream("a")
-    pool = Pool(connect_timeout_s=5)
+    pool = Connections(connect_timeout_s=5)
     where = target(a.url + "/v1/chat/completions")
     body = b'{"model":"m"}'
     request = b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 13\r\n\r\n" + body

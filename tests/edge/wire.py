@@ -6,6 +6,8 @@
 - `responses()`: parse what a client received, strictly, with h11: every byte must belong to a
   well-formed response, in order; bytes after the last one are an error.
 - `Client`: a raw client socket.
+
+The `raw_upstream` fixture (tests/edge/conftest.py) starts `RawUpstream`s for a test.
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ class RawUpstream:
 
     def inference(self) -> list[Seen]:
         return [s for s in self.seen if s.method == "POST"]
+
+
+RawFactory = Callable[[Respond], Awaitable[RawUpstream]]  # the `raw_upstream` fixture
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.control.state import STATE
 from tests.conftest import GatewayFactory, UpstreamFactory, registry_for
-from tests.edge.test_relay import sse_payloads
+from tests.edge.helpers import sse_payloads
 
 
 def _reloader(gw: Any) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from gateway.control.state import STATE
 from gateway.fleet.registry import RegistryError, parse_registry
 from tests.conftest import Gateway, GatewayFactory, UpstreamFactory, catalog_of, registry_for
-from tests.edge.test_relay import sse_payloads
+from tests.edge.helpers import sse_payloads
 from tests.edge.wire import Client, chat, post, responses
 
 CHAT = "/v1/chat/completions"

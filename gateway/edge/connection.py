@@ -22,7 +22,7 @@ Discipline (RFC 9112; uvicorn's httptools protocol is the anchor):
   within `body_timeout_s`, and both at `min_rate` bytes/s on average once `rate_grace_s` has
   passed (mod_reqtimeout's MinRate: each byte buys 1/min_rate s); past either, 408 and close —
   a connection that sent nothing at all is closed without a reply, as nginx and Go do;
-- at the connection cap, room is made from the connections that help nobody (`Listener.admit`):
+- at the connection cap, room is made from the connections that help nobody (`Acceptor.admit`):
   one already answered and closing, then the oldest unfinished head, then a connection that has
   sent nothing for a second, then the connection idle the longest; a request being served is
   never closed; else the new one is answered 503.
@@ -34,21 +34,18 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from enum import Enum
 from typing import NamedTuple, NoReturn, Protocol
 
 import httptools
 
 from gateway.edge.errors import Envelope, GatewayError
 from gateway.edge.head import read_head
+from gateway.edge.limits import MAX_HEAD_BYTES, MAX_HEADERS, non_body
 from gateway.edge.message import Incoming
 from gateway.edge.reply import Pausable, Reply
 from gateway.edge.reqlog import RequestLog, request_id
 
-MAX_HEAD_BYTES = 64 * 1024
-MAX_HEADERS = 256
 MAX_PIPELINED = 8  # requests queued on one connection before it stops reading
-CHUNK_OVERHEAD = 32  # bytes of framing allowed per chunk (size line, CRLFs), besides trailers
 LINGER_S = 2.0
 SEND_TIMEOUT_S = 120.0  # a client whose socket buffer stays full this long is dropped
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -58,12 +55,12 @@ ANTHROPIC, OPENAI = Envelope.ANTHROPIC, Envelope.OPENAI
 Handler = Callable[[Incoming, Reply], Awaitable[None]]
 Authorize = Callable[[Incoming], GatewayError | None]  # called on the head (body not read)
 Refused = Callable[[RequestLog], None]  # a request the front answered itself: log, count
-Group = dict["FrontConnection", None]  # connections in one state, in the order they entered it
+Group = dict["ClientConnection", None]  # connections in one state, in the order they entered it
 
 
-class Listener(Protocol):
-    """What a connection needs from the side that accepted it (`gateway.edge.listener.Front`):
-    the handler and hooks, the limits it enforces, and the groups at-the-cap eviction picks from.
+class Acceptor(Protocol):
+    """What a connection needs from the listener that accepted it (`listener.Listener`): the
+    handler and hooks, the limits it enforces, and the groups at-the-cap eviction picks from.
     """
 
     loop: asyncio.AbstractEventLoop
@@ -83,12 +80,14 @@ class Listener(Protocol):
     idle: Group  # keep-alive connections between requests, idle the longest first
     lingering: Group  # answered with an error, draining before the close
 
-    def admit(self, conn: FrontConnection, transport: asyncio.BaseTransport) -> GatewayError | None:
+    def admit(
+        self, conn: ClientConnection, transport: asyncio.BaseTransport
+    ) -> GatewayError | None:
         """Count a new connection in (making room at the cap); the error its first request is
         to be answered with when it cannot be served, else None."""
         ...
 
-    def forget(self, conn: FrontConnection) -> None:
+    def forget(self, conn: ClientConnection) -> None:
         """The connection is gone (or being closed): it no longer counts."""
         ...
 
@@ -103,22 +102,46 @@ class _Refusal(NamedTuple):
     path: str
 
 
-class _Phase(Enum):
-    IDLE = 0  # between messages
-    HEAD = 1  # request line and headers arriving
-    BODY = 2  # body (and chunk framing, trailers) arriving
+# A connection's state: what its client's bytes are, as they arrive. One bit each, so that the
+# transition table below is a mask per state. (Module-level ints, not an Enum: Python 3.11 looks
+# an Enum member up through its class in ~130 ns, and the parser callbacks, run for every
+# request, read and set the state several times.) Flow control — reading paused, writing
+# paused, a reply waiting for the client to read — is orthogonal to it and kept in flags.
+IDLE = 1  # between messages (a request may be queued or served meanwhile)
+IN_HEAD = 2  # a request line and headers arriving (a new connection owes its first head)
+IN_BODY = 4  # a body (and chunk framing, trailers) arriving
+LINGERING = 8  # answered with an error and half-closed: what the client still sends is dropped
+CLOSED = 16  # the connection is gone (`lost`, for the `Reply` writing to it)
+STATE_NAMES = {IDLE: "IDLE", IN_HEAD: "IN_HEAD", IN_BODY: "IN_BODY", LINGERING: "LINGERING",
+               CLOSED: "CLOSED"}  # fmt: skip
+
+# The transitions allowed (h11's table, as masks): each state, and the states it may be entered
+# from. Checked by one `assert` where the state changes (a bit test; stripped under -O).
+ENTERED_FROM = {
+    IN_HEAD: IDLE | IN_HEAD,  # a message begins: after the last one, or as the first one
+    IN_BODY: IN_HEAD,  # its head is complete
+    IDLE: IN_BODY,  # the message is complete
+    LINGERING: IDLE | IN_HEAD | IN_BODY,  # its error was answered (in its turn)
+    CLOSED: IDLE | IN_HEAD | IN_BODY | LINGERING,  # from anywhere, once
+}
+
+# ...one mask per state, so that a check reads one global (an assert costs ~12 ns, this way)
+_INTO_IN_HEAD = ENTERED_FROM[IN_HEAD]
+_INTO_IN_BODY = ENTERED_FROM[IN_BODY]
+_INTO_IDLE = ENTERED_FROM[IDLE]
+_INTO_LINGERING = ENTERED_FROM[LINGERING]
+_INTO_CLOSED = ENTERED_FROM[CLOSED]
 
 
-# Python 3.11 looks an Enum member up through the class in ~130 ns (an attribute store is ~13):
-# the parser callbacks, run for every request and every header, use these names instead.
-_IDLE, _HEAD, _BODY = _Phase.IDLE, _Phase.HEAD, _Phase.BODY
+def _illegal(state: int, new: int) -> str:
+    return f"a connection in {STATE_NAMES[state]} cannot go to {STATE_NAMES[new]}"
 
 
-class _Stop(Exception):
-    """Raised inside a parser callback to stop parsing; the reason is in `FrontConnection`."""
+class _Rejected(Exception):
+    """Raised inside a parser callback to stop parsing; the reason is in `ClientConnection`."""
 
 
-class FrontConnection(asyncio.Protocol):
+class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "_active",
         "_body",
@@ -131,19 +154,18 @@ class FrontConnection(asyncio.Protocol):
         "_group",
         "_head_bytes",
         "_headers",
-        "_lingering",
         "_loop",
         "_next_waiting",
         "_parser",
-        "_phase",
         "_queue",
         "_queued_bytes",
         "_quiet_at",
         "_read_body",
         "_read_chunks",
         "_reading_paused",
-        "_reject",
+        "_rejection",
         "_request",
+        "_state",
         "_timer",
         "_timing",
         "_trailers",
@@ -153,16 +175,16 @@ class FrontConnection(asyncio.Protocol):
         "_write_paused",
         "_write_timer",
         "client",
-        "front",
         "http11",
+        "listener",
         "lost",
         "since",
         "transport",
         "upstream",
     )  # fmt: skip
 
-    def __init__(self, front: Listener) -> None:
-        self.front = front
+    def __init__(self, listener: Acceptor) -> None:
+        self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.http11 = True
@@ -173,8 +195,8 @@ class FrontConnection(asyncio.Protocol):
         self._body: bytes | bytearray = b""  # one piece as it came; more are joined as they come
         self._request: Incoming | None = None  # the head of the request being read
         self._body_size = 0
-        self._phase = _HEAD  # a new connection owes its first head from the connect on
-        self._transitions = 0  # phase changes so far: a read without one stayed in one phase
+        self._state = IN_HEAD  # a new connection owes its first head from the connect on
+        self._transitions = 0  # state changes so far: a read without one stayed in one state
         self._head_bytes = 0  # bytes of reads that arrived while a head was open
         self._field_bytes = 0  # bytes of the request line and header fields parsed
         self._framing_bytes = 0  # non-body bytes of reads that arrived during a body
@@ -187,17 +209,16 @@ class FrontConnection(asyncio.Protocol):
         self._active: asyncio.Task[None] | None = None
         self._deadline = 0.0  # 0: no deadline
         self._timer: asyncio.TimerHandle | None = None
-        self._reject: GatewayError | None = None
-        self._loop = front.loop
+        self._rejection: GatewayError | None = None
+        self._loop = listener.loop
         self._reading_paused = False
         self._write_paused = False
         self._write_timer: asyncio.TimerHandle | None = None
         self._next_waiting = False  # a queued request waits for the client to read
-        self._lingering = False
         self._turned_away: GatewayError | None = None  # its first request gets this (cap)
-        # the phase whose deadline runs (a head or a body arriving over several reads): since
-        # when, and the bytes it has brought so far (each buys 1 / min_rate seconds)
-        self._timing: _Phase | None = None
+        # the state whose clock runs (IN_HEAD or IN_BODY, a head or a body arriving over
+        # several reads): since when, and the bytes it has brought so far (each buys 1 / min_rate s)
+        self._timing = 0  # 0: no clock runs
         self.since = 0.0
         self._credit = 0
         # the keep-alive bound on the head awaited (from the connect, or from the end of the last
@@ -210,18 +231,18 @@ class FrontConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        front = self.front
-        self._turned_away = front.admit(self, transport)
-        self._timing = _HEAD  # the first head's clock starts now (Go, nginx)
+        listener = self.listener
+        self._turned_away = listener.admit(self, transport)
+        self._timing = IN_HEAD  # the first head's clock starts now (Go, nginx)
         self.since = now = self._loop.time()
-        self._quiet_at = now + front.keepalive_timeout_s
-        self._join(front.silent)
-        self._move_deadline(min(self._phase_deadline(front.head_timeout_s, 0), self._quiet_at))
+        self._quiet_at = now + listener.keepalive_timeout_s
+        self._join(listener.silent)
+        self._move_deadline(min(self._phase_deadline(listener.head_timeout_s, 0), self._quiet_at))
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
+        state = self._state
+        if state == LINGERING:
             return  # what a refused client still sends is dropped
-        phase = self._phase
         transitions = self._transitions
         self._read_body = self._read_chunks = 0
         try:
@@ -230,24 +251,26 @@ class FrontConnection(asyncio.Protocol):
             self._upgrade_requested()
             return
         except httptools.HttpParserCallbackError as exc:
-            self._refuse(self._reject or GatewayError(400, "invalid_http", f"bad request: {exc}"))
+            self._refuse(
+                self._rejection or GatewayError(400, "invalid_http", f"bad request: {exc}")
+            )
             return
         except httptools.HttpParserError as exc:
             self._refuse(
                 GatewayError(400, "invalid_http", f"malformed HTTP request: {_reason(exc)}")
             )
             return
-        if self._transitions == transitions:  # the whole read belongs to one phase: count it
-            if phase is _HEAD:
+        if self._transitions == transitions:  # the whole read belongs to one state: count it
+            if state == IN_HEAD:
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
                     self._refuse(_head_too_large())
                     return
-            elif phase is _BODY:
-                # framing beyond what this read's chunks need: trailers, long extensions; the
-                # allowance of one read never carries over to the next
-                extra = len(data) - self._read_body - CHUNK_OVERHEAD * self._read_chunks
-                self._framing_bytes = max(0, self._framing_bytes + extra)
+            elif state == IN_BODY:
+                # framing beyond what this read's chunks need: trailers, long extensions
+                self._framing_bytes = non_body(
+                    self._framing_bytes, len(data), self._read_body, self._read_chunks
+                )
                 if self._framing_bytes > MAX_HEAD_BYTES:
                     self._refuse(
                         GatewayError(
@@ -255,16 +278,18 @@ class FrontConnection(asyncio.Protocol):
                         )
                     )
                     return
-        if self._phase is not _IDLE:
+        if self._state != IDLE:
             self._unfinished(len(data))
 
     def eof_received(self) -> bool:
         return False  # a client that stops sending has hung up (as aiohttp treats it too)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        assert self._state & _INTO_CLOSED, _illegal(self._state, CLOSED)
+        self._state = CLOSED
         self.lost = True
         self._leave()
-        self.front.forget(self)
+        self.listener.forget(self)
         self._cancel_timer()
         if self._write_timer is not None:
             self._write_timer.cancel()
@@ -306,7 +331,8 @@ class FrontConnection(asyncio.Protocol):
     # -- httptools' callbacks
 
     def on_message_begin(self) -> None:
-        self._phase = _HEAD
+        assert self._state & _INTO_IN_HEAD, _illegal(self._state, IN_HEAD)
+        self._state = IN_HEAD
         self._transitions += 1
         self._url = []
         self._headers = []
@@ -316,7 +342,7 @@ class FrontConnection(asyncio.Protocol):
         self._trailers = 0
         self._close_after = False
         group = self._group
-        if group is not None and self._timing is None:  # a keep-alive one is no longer idle
+        if group is not None and not self._timing:  # a keep-alive one is no longer idle
             self._group = None  # (`_leave`, inline: this is every request's path)
             del group[self]
 
@@ -324,26 +350,27 @@ class FrontConnection(asyncio.Protocol):
         self._url.append(url)
         self._field_bytes += len(url)
         if self._field_bytes > MAX_HEAD_BYTES:
-            self._stop(_head_too_large())
+            self._reject(_head_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._field_bytes += len(name) + len(value)
         if self._field_bytes > MAX_HEAD_BYTES:
-            self._stop(_head_too_large())
-        if self._phase is _BODY:  # a trailer: dropped, as nginx does, but bounded
+            self._reject(_head_too_large())
+        if self._state == IN_BODY:  # a trailer: dropped, as nginx does, but bounded
             self._trailers += 1
             if self._trailers > MAX_HEADERS:
-                self._stop(GatewayError(431, "headers_too_large", "too many trailer fields"))
+                self._reject(GatewayError(431, "headers_too_large", "too many trailer fields"))
             return
         self._headers.append((name, value))
         if len(self._headers) > MAX_HEADERS:
-            self._stop(GatewayError(431, "headers_too_large", f"more than {MAX_HEADERS} headers"))
+            self._reject(GatewayError(431, "headers_too_large", f"more than {MAX_HEADERS} headers"))
 
     def on_headers_complete(self) -> None:
-        self._phase = _BODY
+        assert self._state & _INTO_IN_BODY, _illegal(self._state, IN_BODY)
+        self._state = IN_BODY
         self._transitions += 1
-        if self._timing is not None:  # the head arrived over several reads (or is the first)
-            self._timing = None
+        if self._timing:  # the head arrived over several reads (or is the first)
+            self._timing = 0
             self._leave()
         parser = self._parser
         try:
@@ -353,16 +380,16 @@ class FrontConnection(asyncio.Protocol):
                 upgrade=parser.should_upgrade(),
             )  # fmt: skip
         except GatewayError as err:
-            self._stop(err)
+            self._reject(err)
         request = self._request = head.request
-        self._close_after = head.last
+        self._close_after = head.close_after
         if self._turned_away is not None:
-            self._stop(self._turned_away)
-        authorize = self.front.authorize
+            self._reject(self._turned_away)
+        authorize = self.listener.authorize
         if authorize is not None and (denied := authorize(request)) is not None:
-            self._stop(denied)  # before reading the body, before 100 Continue
-        if head.length > self.front.max_body_bytes:
-            self._stop(_too_large(self.front.max_body_bytes))
+            self._reject(denied)  # before reading the body, before 100 Continue
+        if head.length > self.listener.max_body_bytes:
+            self._reject(_too_large(self.listener.max_body_bytes))
         idle = not self._queue and self._active is None  # else the 100 would go out of order
         if head.expect_continue and request.http11 and self.transport is not None and idle:
             self.transport.write(_CONTINUE)
@@ -374,8 +401,8 @@ class FrontConnection(asyncio.Protocol):
         size = len(body)
         self._read_body += size
         self._body_size += size
-        if self._body_size > self.front.max_body_bytes:
-            self._stop(_too_large(self.front.max_body_bytes))
+        if self._body_size > self.listener.max_body_bytes:
+            self._reject(_too_large(self.listener.max_body_bytes))
         if not self._body:
             self._body = body
         else:  # tiny chunks must not cost an object each
@@ -384,7 +411,8 @@ class FrontConnection(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
-        self._phase = _IDLE
+        assert self._state & _INTO_IDLE, _illegal(self._state, IDLE)
+        self._state = IDLE
         self._transitions += 1
         request = self._request
         assert request is not None
@@ -393,7 +421,7 @@ class FrontConnection(asyncio.Protocol):
         self._body = b""
         self._request = None
         self._deadline = 0.0
-        self._timing = None
+        self._timing = 0
         self._quiet_at = _NEVER  # (while it is served, a pipelined head has only its own clock)
         self._queue.append(request)
         self._queued_bytes += len(request.body)
@@ -401,7 +429,7 @@ class FrontConnection(asyncio.Protocol):
             self._pause_reading()
         if self._active is None and not self._next_waiting:
             self._next()
-        elif len(self._queue) >= MAX_PIPELINED or self._queued_bytes > self.front.max_body_bytes:
+        elif len(self._queue) >= MAX_PIPELINED or self._queued_bytes > self.listener.max_body_bytes:
             self._pause_reading()
 
     # -- requests, in order
@@ -418,23 +446,23 @@ class FrontConnection(asyncio.Protocol):
             record = RequestLog(request_id(None), item.method, item.path, status=err.status,
                                 error=err.code)  # fmt: skip
             record.finish()
-            self.front.refused(record)
-            envelope = self.front.envelope(item.path)
-            reply = Reply(self, keep_alive=False, head=False, envelope=envelope)
+            self.listener.refused(record)
+            envelope = self.listener.envelope(item.path)
+            reply = Reply(self, keep_alive=False, to_head=False, envelope=envelope)
             reply.error(err, b"X-Request-Id: %b\r\n" % record.request_id.encode())
             self._linger()
             return
         self.http11 = item.http11
-        keep_alive = item.keep_alive and not self.front.closing
+        keep_alive = item.keep_alive and not self.listener.closing
         reply = Reply(
-            self, keep_alive=keep_alive, head=item.method == b"HEAD",
-            envelope=ANTHROPIC if item.path in self.front.anthropic_paths else OPENAI,
+            self, keep_alive=keep_alive, to_head=item.method == b"HEAD",
+            envelope=ANTHROPIC if item.path in self.listener.anthropic_paths else OPENAI,
         )  # fmt: skip
         self._active = self._loop.create_task(self._serve(item, reply))
 
     async def _serve(self, request: Incoming, reply: Reply) -> None:
         try:
-            await self.front.handle(request, reply)
+            await self.listener.handle(request, reply)
         finally:
             self._active = None
             self.upstream = None
@@ -453,17 +481,17 @@ class FrontConnection(asyncio.Protocol):
                 self._reading_paused = False
                 self.transport.resume_reading()
             self._next()
-        elif self._timing is _HEAD:  # the next head began while this one was served:
+        elif self._timing == IN_HEAD:  # the next head began while this one was served:
             # its own clock runs, and the keep-alive bound from now, as for any head awaited
-            self._quiet_at = self._loop.time() + self.front.keepalive_timeout_s
+            self._quiet_at = self._loop.time() + self.listener.keepalive_timeout_s
             self._move_deadline(min(self._deadline or _NEVER, self._quiet_at))
-            self._join(self.front.heads)
+            self._join(self.listener.heads)
         elif self._deadline == 0.0:
-            self._set_deadline(self.front.keepalive_timeout_s)
+            self._set_deadline(self.listener.keepalive_timeout_s)
             self._quiet_at = self._deadline
             if self._group is not None:
                 self._leave()
-            self._group = idle = self.front.idle  # (`_join`, inline: every request's path)
+            self._group = idle = self.listener.idle  # (`_join`, inline: every request's path)
             idle[self] = None
 
     @property
@@ -477,7 +505,7 @@ class FrontConnection(asyncio.Protocol):
     def evict(self) -> None:
         """Closed to make room at the connection cap (the listener chose it from a group)."""
         self._leave()
-        self.front.forget(self)
+        self.listener.forget(self)
         self.close()
 
     def _join(self, group: Group) -> None:
@@ -507,7 +535,7 @@ class FrontConnection(asyncio.Protocol):
 
     def _refuse(self, err: GatewayError) -> None:
         """The stream of requests is broken: answer `err` after what is in flight, then close."""
-        self._reject = None
+        self._rejection = None
         head = self._request
         if head is None:
             self._queue.append(_Refusal(err, "-", "-"))
@@ -529,7 +557,8 @@ class FrontConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self._lingering = True
+        assert self._state & _INTO_LINGERING, _illegal(self._state, LINGERING)
+        self._state = LINGERING
         try:
             transport.write_eof()
         except (NotImplementedError, RuntimeError, AttributeError):
@@ -539,16 +568,16 @@ class FrontConnection(asyncio.Protocol):
         transport.resume_reading()
         self._deadline = 0.0
         self._set_deadline(LINGER_S)
-        self._join(self.front.lingering)
+        self._join(self.listener.lingering)
 
     def _pause_reading(self) -> None:
         if self.transport is not None and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
 
-    def _stop(self, err: GatewayError) -> NoReturn:
-        self._reject = err
-        raise _Stop
+    def _reject(self, err: GatewayError) -> NoReturn:
+        self._rejection = err
+        raise _Rejected
 
     # -- one lazy timer per connection: moving a deadline costs no timer work
 
@@ -573,33 +602,35 @@ class FrontConnection(asyncio.Protocol):
     def _phase_deadline(self, limit_s: float, credit: int) -> float:
         """When the head or body that began at `since` and has brought `credit` bytes must be
         in: within `limit_s`, and no later than the grace plus 1 / min_rate s per byte."""
-        front = self.front
+        listener = self.listener
         deadline = self.since + limit_s
-        if front.min_rate > 0:
-            deadline = min(deadline, self.since + front.rate_grace_s + credit / front.min_rate)
+        if listener.min_rate > 0:
+            deadline = min(
+                deadline, self.since + listener.rate_grace_s + credit / listener.min_rate
+            )
         return deadline
 
     def _unfinished(self, size: int) -> None:
         """A read ended inside a head or a body: start that phase's clock if it is not running,
         count the read towards the floor, move the deadline. (A request that arrives whole in
         one read never comes here.)"""
-        front = self.front
-        if self._phase is _HEAD:
-            if self._timing is not _HEAD:  # a keep-alive (or pipelined) head began
-                self._timing = _HEAD
+        listener = self.listener
+        if self._state == IN_HEAD:
+            if self._timing != IN_HEAD:  # a keep-alive (or pipelined) head began
+                self._timing = IN_HEAD
                 self.since = self._loop.time()
                 self._credit = size  # (the read may end the message before: at most one read)
             else:
                 self._credit += size
             if self._active is None and not self._queue:  # nothing served: it may be evicted
-                self._join(front.heads)
-            head = self._phase_deadline(front.head_timeout_s, self._credit)
+                self._join(listener.heads)
+            head = self._phase_deadline(listener.head_timeout_s, self._credit)
             self._move_deadline(min(head, self._quiet_at))
         else:
-            if self._timing is not _BODY:
-                self._timing = _BODY
+            if self._timing != IN_BODY:
+                self._timing = IN_BODY
                 self.since = self._loop.time()
-            self._move_deadline(self._phase_deadline(front.body_timeout_s, self._body_size))
+            self._move_deadline(self._phase_deadline(listener.body_timeout_s, self._body_size))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -616,10 +647,10 @@ class FrontConnection(asyncio.Protocol):
             return
         self._deadline = 0.0
         timing = self._timing
-        self._timing = None
-        if self._lingering or timing is None:
+        self._timing = 0
+        if self._state == LINGERING or not timing:
             self.close()  # an idle keep-alive connection, a linger
-        elif timing is _BODY:
+        elif timing == IN_BODY:
             self._refuse(
                 GatewayError(408, "request_timeout", "the request body arrived too slowly")
             )
