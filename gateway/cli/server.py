@@ -22,7 +22,6 @@ import structlog
 from aiohttp import web
 
 from gateway import __version__
-from gateway.access.keys import KeyCheck
 from gateway.control.app import create_app
 from gateway.control.state import STATE
 from gateway.control.table import ANTHROPIC_ENVELOPE
@@ -112,7 +111,7 @@ async def start(app: web.Application, host: str, port: int) -> Running:
             body_timeout_s=settings.body_timeout_s,
             keepalive_timeout_s=settings.keepalive_timeout_s,
             max_connections=connection_cap(settings.max_connections),
-            authorize=KeyCheck(state.secrets).authorize if state.keys else None,
+            authorize=state.access.authorize,  # (managed keys may be added while it runs)
             refused=refusals(state),
             anthropic_paths=ANTHROPIC_ENVELOPE,
         )

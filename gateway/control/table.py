@@ -11,7 +11,16 @@ from enum import Enum
 
 from aiohttp import web
 
-from gateway.control.routes import fleet, health, models, page, requests, settings, usage
+from gateway.control.routes import (
+    fleet,
+    health,
+    keys,
+    models,
+    page,
+    requests,
+    settings,
+    usage,
+)
 from gateway.edge.errors import Envelope
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,6 +56,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/requests", CONTROL, requests.list_requests),
     Route("GET", "/api/requests/{id}", CONTROL, requests.get_request),
     Route("POST", "/api/requests/{id}/cancel", CONTROL, requests.cancel_request),
+    Route("GET", "/api/keys", CONTROL, keys.list_keys),
     Route("GET", "/api/settings", CONTROL, settings.get_settings),
     Route("PATCH", "/api/settings", CONTROL, settings.patch_settings),
     Route("GET", "/health", CONTROL, health.health),
