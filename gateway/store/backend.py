@@ -14,21 +14,37 @@ class Backend:
     def __init__(self, data_dir: Path, database_url: str = "") -> None:
         self.data_dir = data_dir
         self.url = database_url.strip()
-        if self.url:
-            raise ValueError("GATEWAY_DATABASE_URL: PostgreSQL is not supported yet")
+        if self.url and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("GATEWAY_DATABASE_URL must be a postgresql:// URL")
 
     @property
     def kind(self) -> str:
         return "postgresql" if self.url else "sqlite"
 
     def settings(self) -> SettingsTable:
+        if self.url:
+            from gateway.store.postgres import PgSettings
+
+            return PgSettings(self.url)
         return settings.SqliteSettings(self.data_dir / settings.DB_NAME)
 
     def usage(self) -> UsageTable:
+        if self.url:
+            from gateway.store.postgres import PgUsage
+
+            return PgUsage(self.url)
         return usage.SqliteUsage(self.data_dir / usage.DB_NAME)
 
     def facts(self) -> FactsTable:
+        if self.url:
+            from gateway.store.postgres import PgFacts
+
+            return PgFacts(self.url)
         return facts.SqliteFacts(self.data_dir / facts.DB_NAME)
 
     def keys(self) -> KeysTable:
+        if self.url:
+            from gateway.store.postgres import PgKeys
+
+            return PgKeys(self.url)
         return keys.SqliteKeys(self.data_dir / keys.DB_NAME)

@@ -1,7 +1,8 @@
 """Managed keys through a running gateway (the front's head check, the inference path, the
 control plane): a key works from its hash, a model outside its globs is 403, a limit is 429
 with Retry-After, each in the envelope of the API called; revoked keys stop working within the
-refresh; the page's /api/keys shows labels and limits, never a secret."""
+refresh; the page's /api/keys shows labels and limits, never a secret. On each store: the
+SQLite default and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ async def started(upstream: UpstreamFactory, gateway: GatewayFactory, **settings
 
 
 async def test_a_key_works_is_counted_under_its_label_and_keeps_to_its_models(
-    upstream: UpstreamFactory, gateway: GatewayFactory
+    upstream: UpstreamFactory, gateway: GatewayFactory, store: dict[str, Any]
 ) -> None:
-    gw = await started(upstream, gateway, api_keys=("admin:adm-1",))
+    gw = await started(upstream, gateway, **store, api_keys=("admin:adm-1",))
     secret = await add_key(gw, "alice", models=("a/*",))
     resp = await gw.post(CHAT, json={"model": "a/m"}, headers=auth(secret))
     assert resp.status == 200, await resp.text()
@@ -90,9 +91,9 @@ async def test_a_key_works_is_counted_under_its_label_and_keeps_to_its_models(
 
 
 async def test_over_requests_per_minute_is_429_with_retry_after_in_both_envelopes(
-    upstream: UpstreamFactory, gateway: GatewayFactory
+    upstream: UpstreamFactory, gateway: GatewayFactory, store: dict[str, Any]
 ) -> None:
-    gw = await started(upstream, gateway)
+    gw = await started(upstream, gateway, **store)
     secret = await add_key(gw, "bob", requests_per_minute=2)
     for _ in range(2):
         resp = await gw.post(CHAT, json={"model": "a/m"}, headers=auth(secret))
@@ -112,9 +113,9 @@ async def test_over_requests_per_minute_is_429_with_retry_after_in_both_envelope
 
 
 async def test_over_tokens_per_day_is_429_until_midnight(
-    upstream: UpstreamFactory, gateway: GatewayFactory
+    upstream: UpstreamFactory, gateway: GatewayFactory, store: dict[str, Any]
 ) -> None:
-    gw = await started(upstream, gateway)
+    gw = await started(upstream, gateway, **store)
     secret = await add_key(gw, "dave", tokens_per_day=10)
     resp = await gw.post(CHAT, json={"model": "a/m"}, headers=auth(secret))
     assert resp.status == 200
@@ -126,9 +127,9 @@ async def test_over_tokens_per_day_is_429_until_midnight(
 
 
 async def test_revoked_and_expired_keys_are_refused(
-    upstream: UpstreamFactory, gateway: GatewayFactory
+    upstream: UpstreamFactory, gateway: GatewayFactory, store: dict[str, Any]
 ) -> None:
-    gw = await started(upstream, gateway)
+    gw = await started(upstream, gateway, **store)
     secret = await add_key(gw, "erin")
     gone = await add_key(gw, "frank", expires=time.time() - 1)
     assert (await gw.post(CHAT, json={"model": "a/m"}, headers=auth(gone))).status == 401
