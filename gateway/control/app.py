@@ -122,11 +122,13 @@ def _backend(settings: Settings) -> Backend:
 async def _managed_keys(app: web.Application) -> AsyncIterator[None]:
     """The managed keys and their limits, read before the gateway serves, then kept current."""
     state = app[STATE]
-    table = _backend(state.settings).keys()
+    backend = _backend(state.settings)
+    table = backend.keys()
     state.keys_table = table
     keeper = KeyKeeper(
-        state.access, table, state.usage, state.database, state.settings.keys_refresh_s
-    )
+        state.access, table, state.usage, state.database, state.settings.keys_refresh_s,
+        heartbeat=bool(backend.url),  # replicas: each counts in the others' shares
+    )  # fmt: skip
     await keeper.tick()
     task = asyncio.ensure_future(keeper.run())
     task.set_name("keys-refresh")
