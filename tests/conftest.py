@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +101,31 @@ def catalog_of(gw: Gateway) -> Catalog:
     """The running gateway's catalog, to refresh it now instead of waiting for the timer."""
     app: web.Application = gw.app
     return app[STATE].catalog
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """A PostgreSQL cluster for the whole session (skipped where PostgreSQL is missing)."""
+    from tests.pgcluster import Cluster, require_postgres
+
+    cluster = Cluster(require_postgres()).init()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """A fresh database of its own for one test."""
+    url: str = pg_cluster.new_database()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The gateway's settings for each store: the SQLite default, and PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("pg_url")}

@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{serve,demo,check,sync,load,unload,bench}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="{serve,demo,check,sync,load,unload,bench,keys}"
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--providers", type=Path, help="registry file (LLAMA_PROVIDERS_PATH)")
     serve = sub.add_parser(
@@ -117,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate the registry, ask each provider for its models and print the fleet. "
         "Exit 0 when every provider answers, 1 when one is down, 2 when the registry is invalid.",
     )
+    from gateway.cli import keys
+
+    keys.add_parser(sub)
     return parser
 
 
@@ -134,6 +139,15 @@ def _load(args: argparse.Namespace) -> tuple[Settings, Registry]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command
+    if command == "keys":  # the store only: no registry needed
+        from gateway.cli import keys
+
+        try:
+            settings = load_settings(os.environ)
+        except ConfigError as exc:
+            print(f"boocode-gateway: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        return keys.run(settings, args)
     try:
         settings, registry = _load(args)
     except (ConfigError, RegistryError) as exc:

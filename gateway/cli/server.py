@@ -22,7 +22,6 @@ import structlog
 from aiohttp import web
 
 from gateway import __version__
-from gateway.access.keys import KeyCheck
 from gateway.control.app import create_app
 from gateway.control.state import STATE
 from gateway.control.table import ANTHROPIC_ENVELOPE
@@ -125,7 +124,7 @@ async def start(app: web.Application, host: str, port: int) -> Running:
             rate_grace_s=settings.rate_grace_s,
             max_connections=connection_cap(settings.max_connections),
             max_connections_per_client=settings.max_connections_per_client,
-            authorize=KeyCheck(state.secrets).authorize if state.keys else None,
+            authorize=state.access.authorize,  # (managed keys may be added while it runs)
             refused=refusals(state),
             anthropic_paths=ANTHROPIC_ENVELOPE,
         )

@@ -13,13 +13,14 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.access.keys import parse_keys
+from gateway.access.keys import KeyCheck, parse_keys
 from gateway.activity.log import ActivityLog
 from gateway.activity.rate import BUCKET_S, Throughput
 from gateway.control import middleware
+from gateway.control.keeper import KeyKeeper
 from gateway.control.metrics import Metrics
-from gateway.control.state import STATE, State
-from gateway.control.table import CONTROL, ROUTES
+from gateway.control.state import STATE, State, StoreStatus
+from gateway.control.table import CONTROL, EDGE_PATHS, ROUTES
 from gateway.core.config import Settings
 from gateway.edge.relay import Streams, Timing
 from gateway.edge.upstream import Connections
@@ -32,9 +33,9 @@ from gateway.pools.lanes import Lanes
 from gateway.pools.members import Pools
 from gateway.store import arena as arena_db
 from gateway.store import bench as bench_db
-from gateway.store.settings import DB_NAME, SettingsStore
+from gateway.store.backend import Backend
+from gateway.store.settings import SettingsStore
 from gateway.sync.run import AutoSync
-from gateway.usage.history import DB_NAME as USAGE_DB
 from gateway.usage.history import UsageHistory
 
 log = structlog.get_logger("gateway.app")
@@ -51,7 +52,7 @@ def create_app(
         settings=settings,
         env=os.environ if env is None else env,
         registry=RegistryBox(registry),
-        keys=parse_keys(settings.api_keys),
+        access=KeyCheck(parse_keys(settings.api_keys), limited=EDGE_PATHS),
         lanes=Lanes(),
         timing=Timing(
             settings.first_byte_timeout_s, settings.idle_timeout_s, settings.sse_keepalive_s
@@ -65,6 +66,7 @@ def create_app(
             capture_bytes=settings.capture_bytes,
         ),
         throughput=Throughput(),
+        database=StoreStatus(Backend(settings.data_dir, settings.database_url).kind),
     )
     for route in ROUTES:
         if route.side is CONTROL and route.handler is not None:
@@ -74,6 +76,7 @@ def create_app(
     app.cleanup_ctx.append(_settings_store)
     app.cleanup_ctx.append(_usage_history)
     app.cleanup_ctx.append(_arena_and_bench)
+    app.cleanup_ctx.append(_managed_keys)
     app.cleanup_ctx.append(_http_client)
     app.cleanup_ctx.append(_catalog)
     app.cleanup_ctx.append(_reloader)
@@ -100,7 +103,7 @@ async def _cancel_background(app: web.Application) -> None:
 async def _usage_history(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     settings = state.settings
-    history = UsageHistory(settings.data_dir / USAGE_DB, settings.usage_retention_days)
+    history = UsageHistory(_backend(settings).usage(), settings.usage_retention_days)
     state.usage = history
     state.metrics.usage = history
     stop = asyncio.Event()
@@ -113,6 +116,30 @@ async def _usage_history(app: web.Application) -> AsyncIterator[None]:
         await flusher
     finally:
         history.close()
+
+
+def _backend(settings: Settings) -> Backend:
+    return Backend(settings.data_dir, settings.database_url)
+
+
+async def _managed_keys(app: web.Application) -> AsyncIterator[None]:
+    """The managed keys and their limits, read before the gateway serves, then kept current."""
+    state = app[STATE]
+    backend = _backend(state.settings)
+    table = backend.keys()
+    state.keys_table = table
+    keeper = KeyKeeper(
+        state.access, table, state.usage, state.database, state.settings.keys_refresh_s,
+        heartbeat=bool(backend.url),  # replicas: each counts in the others' shares
+    )  # fmt: skip
+    await keeper.tick()
+    task = asyncio.ensure_future(keeper.run())
+    task.set_name("keys-refresh")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    table.close()
 
 
 async def _sample_rates(state: State) -> None:
@@ -142,7 +169,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 
 async def _settings_store(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    store = SettingsStore(state.settings.data_dir / DB_NAME)
+    store = SettingsStore(_backend(state.settings).settings())
     state.settings_store = store
     yield
     store.close()
@@ -150,10 +177,10 @@ async def _settings_store(app: web.Application) -> AsyncIterator[None]:
 
 async def _arena_and_bench(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    data_dir = state.settings.data_dir
-    state.arena = arena_db.ArenaStore(data_dir / arena_db.DB_NAME)
+    backend = _backend(state.settings)
+    state.arena = arena_db.ArenaStore(backend.arena())
     try:
-        state.bench = bench_db.BenchStore(data_dir / bench_db.DB_NAME)
+        state.bench = bench_db.BenchStore(backend.bench())
     except BaseException:
         state.arena.close()
         raise
@@ -165,13 +192,16 @@ async def _arena_and_bench(app: web.Application) -> AsyncIterator[None]:
 async def _catalog(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     settings = state.settings
+    backend = _backend(settings)
     catalog = Catalog(
         state.http,
         state.registry,
         refresh_s=settings.refresh_s,
         timeout_s=settings.models_timeout_s,
         offline_after_s=settings.offline_after_s,
-        learned=Learned(settings.data_dir / LEARNED_DB),
+        learned=Learned(  # (a SQLite file that is not a database: reported, and run without)
+            backend.facts() if backend.url else settings.data_dir / LEARNED_DB
+        ),
     )
     if settings.sync:
         catalog.on_refresh.append(AutoSync(settings.sync, settings))

@@ -8,7 +8,6 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.access.keys import PROTECTED, check_key
 from gateway.control.state import STATE
 from gateway.core.errors import GatewayError, error_response, from_http_exception
 from gateway.core.logging import log_request
@@ -67,6 +66,16 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
 
 
 def require_key(request: web.Request) -> None:
-    keys = request.app[STATE].secrets
-    if keys and request.path.startswith(PROTECTED):
-        check_key(keys, request.headers.get("Authorization"), request.headers.get("x-api-key"))
+    access = request.app[STATE].access
+    if access.checking:
+        refused = access.refusal(
+            request.path, _raw(request.headers.get("Authorization")),
+            _raw(request.headers.get("x-api-key")),
+        )  # fmt: skip
+        if refused is not None:
+            raise refused
+
+
+def _raw(value: str | None) -> bytes | None:
+    """A header as the client sent it (aiohttp decoded it as UTF-8, surrogates kept)."""
+    return None if value is None else value.encode("utf-8", "surrogateescape")

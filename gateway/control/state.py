@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from gateway.access.keys import GatewayKey
+from gateway.access.keys import GatewayKey, KeyCheck
 from gateway.activity.log import ActivityLog
 from gateway.activity.rate import Throughput
 from gateway.control.metrics import Metrics
@@ -27,6 +27,7 @@ from gateway.pools.members import Pools
 from gateway.store.arena import ArenaStore
 from gateway.store.bench import BenchStore
 from gateway.store.settings import SettingsStore
+from gateway.store.tables import KeysTable
 from gateway.usage.history import UsageHistory
 
 
@@ -36,7 +37,7 @@ class State:
     settings: Settings
     env: Mapping[str, str]
     registry: RegistryBox
-    keys: tuple[GatewayKey, ...]  # GATEWAY_API_KEYS with their labels; empty: the gateway is open
+    access: KeyCheck  # admin keys (GATEWAY_API_KEYS) and the managed keys, with their limits
     lanes: Lanes
     timing: Timing  # the defaults; a provider may override first_byte_s
     streams: Streams
@@ -57,11 +58,28 @@ class State:
     pools: Pools = field(init=False)
     arena: ArenaStore = field(init=False)
     bench: BenchStore = field(init=False)
+    keys_table: KeysTable = field(init=False)  # the managed keys in the store
+    database: StoreStatus = field(default_factory=lambda: StoreStatus("sqlite"))
+
+    @property
+    def keys(self) -> tuple[GatewayKey, ...]:
+        """GATEWAY_API_KEYS with their labels (the admin keys)."""
+        return self.access.admin
 
     @property
     def secrets(self) -> tuple[bytes, ...]:
-        """The keys' secrets, for the constant-time check."""
-        return tuple(k.secret for k in self.keys)
+        """The admin keys' secrets, for the constant-time check."""
+        return self.access.secrets
+
+
+@dataclass(eq=False)
+class StoreStatus:
+    """Whether the store answered the last time the keys were refreshed (for /health)."""
+
+    kind: str  # "sqlite" or "postgresql"
+    reachable: bool = True
+    error: str | None = None
+    since: float | None = None  # unix time it stopped answering
 
 
 STATE = web.AppKey("state", State)

@@ -39,6 +39,22 @@ class Settings(BaseModel):
         "optionally `label:key` (usage is recorded per label); empty = open.",
         json_schema_extra={"env": "GATEWAY_API_KEYS"},
     )
+    database_url: str = Field(
+        "",
+        repr=False,
+        description="PostgreSQL URL (postgresql://user:pass@host/db) for the state replicas "
+        "share: settings, usage, learned facts, managed keys. Empty: SQLite files in "
+        "GATEWAY_DATA_DIR.",
+        json_schema_extra={"env": "GATEWAY_DATABASE_URL"},
+    )
+    keys_refresh_s: float = Field(
+        5.0,
+        gt=0,
+        le=10,
+        description="Seconds between re-reads of the managed keys (and their day's tokens) "
+        "from the store; a revoked key is refused within this (plus a second).",
+        json_schema_extra={"env": "GATEWAY_KEYS_REFRESH_S"},
+    )
     data_dir: Path = Field(
         Path("data"),
         description="Directory for the gateway's own files.",

@@ -85,7 +85,8 @@ class Learned:
             rows = [(cid, *self.facts[cid]) for cid in dirty]  # (the newest facts, now)
             try:
                 await asyncio.to_thread(table.put, _encoded(rows), now, MAX_ROWS)
-            except (sqlite3.Error, OverflowError, ValueError) as exc:
+            except (sqlite3.Error, OSError, OverflowError, ValueError) as exc:  # (OSError: a
+                # database that is down)
                 log.warning("learned_write_failed", path=self._where, error=str(exc))
                 self._dirty |= dirty  # again, with the next flush (as they are then)
 

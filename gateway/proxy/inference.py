@@ -11,7 +11,7 @@ import time
 
 import structlog
 
-from gateway.access.keys import label_of
+from gateway.access.keys import model_allowed
 from gateway.activity.log import Entry
 from gateway.control.state import State
 from gateway.control.table import EDGE_PATHS
@@ -36,6 +36,7 @@ from gateway.pools.failover import MACHINE_FAILURES, Walk
 from gateway.pools.failover import verdict as judged
 from gateway.pools.sticky import HEADERS as STICKY_HEADERS
 from gateway.pools.sticky import conversation_key
+from gateway.store.tables import KeyRecord
 from gateway.usage.asked import AskedUsageFilter, ask
 from gateway.usage.extract import extract, tail_of
 
@@ -51,8 +52,8 @@ class Inference:
         self.registry = state.registry
         self.lanes = state.lanes
         self.timing = state.timing
-        self.keys = state.keys
-        self.checks_keys = bool(state.keys)
+        self.access = state.access
+        self.limits = state.access.limits
         self.connections = state.connections
         self.metrics = state.metrics
         self.streams = state.streams
@@ -115,10 +116,17 @@ class Inference:
         parsed = parse_body(request.body)  # keys: checked on the head
         record.model = parsed.model[:200]
         entry.stream = parsed.payload.get("stream") is True
-        if self.keys:  # whose request it is, for usage (the front already checked the key)
-            record.key = label_of(
-                self.keys, request.header(b"authorization"), request.header(b"x-api-key")
+        if self.access.checking:  # whose request it is (the front already checked the key)
+            key = self.access.identify(
+                request.header(b"authorization"), request.header(b"x-api-key")
             )
+            if key is not None:
+                record.key = key.label  # usage is recorded under it
+            if isinstance(key, KeyRecord) and not model_allowed(key, parsed.model):
+                raise GatewayError(
+                    403, "model_not_allowed",
+                    f"key {key.label!r} may not use model {parsed.model[:200]!r}", param="model",
+                )  # fmt: skip
         registry = self.registry.current
         pool = pool_of(registry, parsed.model)
         if pool is None:
@@ -206,7 +214,7 @@ class Inference:
             path=request.path,
             client_authorization=_text(request.header(b"authorization")),
             client_api_key=_text(request.header(b"x-api-key")),
-            gateway_checks_keys=self.checks_keys,
+            gateway_checks_keys=self.access.checking,
         )
 
     async def _send(
@@ -296,6 +304,8 @@ class Inference:
         model = wire if self.pools.catalog.serves(provider, wire) else ""  # (a metrics label)
         seconds = usage.generation_s or time.perf_counter() - record.started
         self.history.record(provider, model, record.key or "", usage, seconds)
+        if record.key is not None:  # (its tokens per day)
+            self.limits.spent(record.key, usage.prompt + usage.completion)
 
 
 def _pool_header(pool: PoolRef) -> dict[str, str]:

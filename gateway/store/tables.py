@@ -112,3 +112,62 @@ class BenchTable(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# -- managed keys (`boocode-gateway keys ...`) and the shared request counts of their limits
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A managed key as stored: never the secret, only its SHA-256 (hex)."""
+
+    label: str
+    digest: str
+    requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    models: tuple[str, ...] = ()  # globs over the model id a request names; empty: any
+    expires: float | None = None  # unix time it stops working
+    created: float = 0.0
+
+
+class KeyExists(ValueError):
+    """`add` with a label that is already a key's; nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Leases:
+    """What one `lease` call found and granted: replicas alive, the requests each label may
+    admit until the next call, and each label's counts per bucket in the window."""
+
+    live: int
+    granted: dict[str, int]
+    window: dict[str, list[tuple[int, int]]]
+
+
+class KeysTable(Protocol):
+    def listing(self) -> list[KeyRecord]:
+        """Every key, by label."""
+        ...
+
+    def add(self, key: KeyRecord) -> None:
+        """Store a new key (KeyExists: the label is taken; nothing stored)."""
+        ...
+
+    def remove(self, label: str) -> bool:
+        """Delete the key; False when there was none."""
+        ...
+
+    def lease(
+        self,
+        replica: str,
+        now: float,
+        returned: Mapping[str, tuple[int, int]],
+        wanted: Mapping[str, tuple[int, bool]],
+    ) -> Leases:
+        """One transaction, serialised across replicas: note `replica` alive at `now`; give
+        back the unused part of its last grants (label -> (bucket, unused)); for each label in
+        `wanted` (-> (requests per minute, active here lately)) grant a share of what the
+        window has left (`gateway.store.leases.share`) and count it in the bucket of `now`."""
+        ...
+
+    def close(self) -> None: ...

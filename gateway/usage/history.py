@@ -27,6 +27,7 @@ log = structlog.get_logger("gateway.usage")
 
 __all__ = ["DB_NAME", "GROUPS", "Sums", "UsageHistory"]
 FLUSH_S = 10.0
+MAX_PENDING = 100_000  # rows kept unwritten while the store is down (then the oldest hours go)
 MAX_RETENTION_DAYS = 36_500
 BIGGEST = 2**62  # a sum is written at most this (SQLite integers are 64-bit; and sums add up)
 GROUPS = ("provider", "model", "key", "hour", "day")
@@ -105,7 +106,17 @@ class UsageHistory:
                 for k, s in pending.items():
                     self._pending.setdefault(k, Sums()).add(s)
                     self._totals[(k[1], k[2])].add(_negative(s))
+                self._bound()
                 raise
+
+    def _bound(self) -> None:
+        """Unwritten rows past MAX_PENDING (a store down for long): the oldest hours go."""
+        over = len(self._pending) - MAX_PENDING
+        if over <= 0:
+            return
+        for k in sorted(self._pending)[:over]:
+            self._totals.setdefault((k[1], k[2]), Sums()).add(self._pending.pop(k))
+        log.warning("usage_dropped_unwritten", rows=over, kept=MAX_PENDING)
 
     def totals(self) -> dict[tuple[str, str], Sums]:
         """Since start-up, per (provider, model): what was flushed and what is pending."""

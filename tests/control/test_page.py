@@ -299,3 +299,31 @@ async def test_load_and_unload_buttons(
     await error.wait_for()
     assert "load r/bad:" in await error.inner_text() and "exit code 1" in await error.inner_text()
     assert await group.locator('[data-state="r/bad"]').inner_text() == "unloaded"
+
+
+async def test_keys_section_shows_labels_limits_and_use_never_a_secret(
+    browser: Any, upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    import asyncio
+    import time
+
+    from gateway.access.keys import digest, new_secret
+    from gateway.control.state import STATE
+    from gateway.store.tables import KeyRecord
+
+    gw, _, _ = await fleet(upstream, gateway, api_keys=("page-key",), keys_refresh_s=0.2)
+    secret = new_secret()
+    record = KeyRecord(
+        "team-alice", digest(secret.encode()), 30, 50_000, ("any/*",), time.time() + 86400 * 9,
+        time.time(),
+    )  # fmt: skip
+    await asyncio.to_thread(gw.app[STATE].keys_table.add, record)
+    page = await open_page(browser, gw)
+    await page.locator("#api-key").fill("page-key")
+    await page.locator("#key-form button").click()
+    row = page.locator("#keys tbody tr", has_text="team-alice")
+    await row.wait_for()
+    cells = await row.locator("td").all_text_contents()
+    assert cells[:6] == ["team-alice", "any/*", "30", "50k", "0", "0"], cells
+    html = await page.content()
+    assert secret not in html and digest(secret.encode()) not in html

@@ -21,6 +21,7 @@ async def health(request: web.Request) -> web.Response:
         for s in catalog.states()
     }
     reloader = request.app[STATE].reloader
+    database = request.app[STATE].database
     body = {
         "status": "ok",
         "registryError": reloader.error if reloader is not None else None,
@@ -29,6 +30,12 @@ async def health(request: web.Request) -> web.Response:
         "configured": registry.configured,
         "warnings": list(registry.warnings),
         "providers": providers,
+        "database": {  # the store: SQLite files, or the PostgreSQL replicas share
+            "kind": database.kind,
+            "reachable": database.reachable,
+            "error": database.error,  # (the driver's words: never the URL or its password)
+            "unreachableSince": database.since,
+        },
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 

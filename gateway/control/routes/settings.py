@@ -21,8 +21,15 @@ def _render(values: dict[str, Any]) -> web.Response:
     return web.Response(body=orjson.dumps({**DEFAULTS, **values}), content_type="application/json")
 
 
+def _unavailable(exc: OSError) -> GatewayError:
+    return GatewayError(503, "store_unavailable", f"the settings store did not answer: {exc}")
+
+
 async def get_settings(request: web.Request) -> web.Response:
-    return _render(await request.app[STATE].settings_store.read())
+    try:
+        return _render(await request.app[STATE].settings_store.read())
+    except OSError as exc:  # the shared database is down (chat goes on)
+        raise _unavailable(exc) from None
 
 
 async def patch_settings(request: web.Request) -> web.Response:
@@ -48,3 +55,5 @@ async def patch_settings(request: web.Request) -> web.Response:
         return _render(await request.app[STATE].settings_store.update(body))
     except SettingsLimit as exc:
         raise GatewayError(400, "invalid_settings", str(exc)) from None
+    except OSError as exc:
+        raise _unavailable(exc) from None

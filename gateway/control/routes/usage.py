@@ -62,7 +62,12 @@ async def api_usage(request: web.Request) -> web.Response:
         )  # fmt: skip
     if until < since:
         raise GatewayError(400, "invalid_parameter", "until is before since", param="until")
-    rows = await request.app[STATE].usage.query(since, until, group_by)
+    try:
+        rows = await request.app[STATE].usage.query(since, until, group_by)
+    except OSError as exc:  # the shared database is down: its rows cannot be read now
+        raise GatewayError(
+            503, "store_unavailable", f"the usage history did not answer: {exc}"
+        ) from None
     body = {
         "since": iso_utc(since // 3600 * 3600),
         "until": iso_utc(until),

@@ -649,3 +649,33 @@ function startArenaAndBench() {
 }
 
 startArenaAndBench();
+
+// ---------------------------------------------------------------- keys (managed API keys)
+
+async function loadKeys() {
+  let data;
+  try {
+    data = await api("/api/keys");
+  } catch (err) {  // an admin key is needed, or the gateway is older: the rest of the page stays
+    $("keys-empty").textContent = `Keys unavailable: ${err.message}`;
+    $("keys-empty").hidden = false;
+    $("keys").hidden = true;
+    return;
+  }
+  const keys = data.keys || [];
+  $("keys-empty").textContent = "No managed keys.";
+  $("keys-empty").hidden = keys.length > 0;
+  $("keys").hidden = keys.length === 0;
+  const limit = (n) => (n == null ? "–" : fmtNum(n));
+  $("keys").querySelector("tbody").replaceChildren(...keys.map((k) => el("tr", {},
+    el("td", { text: k.label }),
+    el("td", { text: k.models.length ? k.models.join(", ") : "any" }),
+    el("td", { text: limit(k.requestsPerMinute) }),
+    el("td", { text: limit(k.tokensPerDay) }),
+    el("td", { text: fmtNum(k.requestsToday) }),
+    el("td", { class: k.tokensPerDay != null && k.tokensToday >= k.tokensPerDay ? "over" : "", text: fmtNum(k.tokensToday) }),
+    el("td", { class: k.expired ? "over" : "", text: k.expires ? k.expires.slice(0, 10) + (k.expired ? " (expired)" : "") : "never" }))));
+}
+
+loadKeys();
+setInterval(() => { if (!document.hidden) loadKeys(); }, REFRESH_MS);
