@@ -30,42 +30,42 @@ class Backend:
 
     def settings(self) -> SettingsTable:
         if self.url:
-            from gateway.store.postgres import PgSettings
+            from gateway.store.pg_tables import PgSettings
 
             return PgSettings(self.url)
         return settings.SqliteSettings(self.data_dir / settings.DB_NAME)
 
     def usage(self) -> UsageTable:
         if self.url:
-            from gateway.store.postgres import PgUsage
+            from gateway.store.pg_tables import PgUsage
 
             return PgUsage(self.url)
         return usage.SqliteUsage(self.data_dir / usage.DB_NAME)
 
     def facts(self) -> FactsTable:
         if self.url:
-            from gateway.store.postgres import PgFacts
+            from gateway.store.pg_tables import PgFacts
 
             return PgFacts(self.url)
         return facts.SqliteFacts(self.data_dir / facts.DB_NAME)
 
     def keys(self) -> KeysTable:
         if self.url:
-            from gateway.store.postgres import PgKeys
+            from gateway.store.pg_tables import PgKeys
 
             return PgKeys(self.url)
         return keys.SqliteKeys(self.data_dir / keys.DB_NAME)
 
     def arena(self) -> ArenaTable:
         if self.url:
-            from gateway.store.postgres import PgArena
+            from gateway.store.pg_tables import PgArena
 
             return PgArena(self.url)
         return arena.SqliteArena(self.data_dir / arena.DB_NAME)
 
     def bench(self) -> BenchTable:
         if self.url:
-            from gateway.store.postgres import PgBench
+            from gateway.store.pg_tables import PgBench
 
             return PgBench(self.url)
         return bench.SqliteBench(self.data_dir / bench.DB_NAME)

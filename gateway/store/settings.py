@@ -25,6 +25,24 @@ MAX_VALUE_BYTES = 64 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024
 
 
+def encoded(changes: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The changes as (key, JSON text); SettingsLimit for a value past MAX_VALUE_BYTES."""
+    out = [(key, orjson.dumps(value).decode()) for key, value in changes.items()]
+    for key, value in out:
+        if len(value) > MAX_VALUE_BYTES:
+            raise SettingsLimit(f"{key[:64]}: over {MAX_VALUE_BYTES} bytes as JSON")
+    return out
+
+
+def check_totals(keys: int, size: int) -> None:
+    """After a change, inside its transaction: SettingsLimit (so it rolls back) past the bounds."""
+    if keys > MAX_KEYS or size > MAX_TOTAL_BYTES:
+        raise SettingsLimit(
+            f"at most {MAX_KEYS} settings and {MAX_TOTAL_BYTES} bytes in all "
+            f"(this change would make {keys} and {size}); nothing was stored"
+        )
+
+
 class SqliteSettings:
     """The settings table in a SQLite file (WAL, `synchronous=FULL`)."""
 
@@ -40,24 +58,17 @@ class SqliteSettings:
         return {key: orjson.loads(value) for key, value in rows}
 
     def put(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        encoded = [(key, orjson.dumps(value).decode()) for key, value in changes.items()]
-        for key, value in encoded:
-            if len(value) > MAX_VALUE_BYTES:
-                raise SettingsLimit(f"{key[:64]}: over {MAX_VALUE_BYTES} bytes as JSON")
+        rows = encoded(changes)
         with self.file.transaction() as db:
             db.executemany(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                encoded,
+                rows,
             )
             keys, size = db.execute(
                 "SELECT count(*), coalesce(sum(length(value)), 0) FROM settings"
             ).fetchone()
-            if keys > MAX_KEYS or size > MAX_TOTAL_BYTES:
-                raise SettingsLimit(
-                    f"at most {MAX_KEYS} settings and {MAX_TOTAL_BYTES} bytes in all "
-                    f"(this change would make {keys} and {size}); nothing was stored"
-                )
+            check_totals(keys, size)
         return self.read_all()
 
     def close(self) -> None:

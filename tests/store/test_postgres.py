@@ -11,16 +11,8 @@ import psycopg
 import pytest
 
 from gateway.cli.launcher import free_port
-from gateway.store.postgres import (
-    MIGRATIONS,
-    PgArena,
-    PgBench,
-    PgFacts,
-    PgKeys,
-    PgSettings,
-    PgUsage,
-    migrate,
-)
+from gateway.store.pg_tables import PgArena, PgBench, PgFacts, PgKeys, PgSettings, PgUsage
+from gateway.store.postgres import MIGRATIONS, migrate
 from gateway.store.postgres import StoreUnavailable as Unavailable
 from gateway.store.settings import MAX_KEYS
 from gateway.store.tables import (
