@@ -33,17 +33,30 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import NamedTuple, NoReturn, Protocol
 
 import httptools
 
-from gateway.edge.errors import Envelope, GatewayError
+from gateway.edge.errors import Envelope, GatewayError, body_too_large, head_too_large
 from gateway.edge.head import read_head
+from gateway.edge.hooks import Authorize, Handler, Refused
 from gateway.edge.limits import MAX_HEAD_BYTES, MAX_HEADERS, non_body
 from gateway.edge.message import Incoming
 from gateway.edge.reply import Pausable, Reply
 from gateway.edge.reqlog import RequestLog, request_id
+from gateway.edge.states import (
+    CLOSED,
+    IDLE,
+    IN_BODY,
+    IN_HEAD,
+    INTO_CLOSED,
+    INTO_IDLE,
+    INTO_IN_BODY,
+    INTO_IN_HEAD,
+    INTO_LINGERING,
+    LINGERING,
+    illegal,
+)
 
 MAX_PIPELINED = 8  # requests queued on one connection before it stops reading
 LINGER_S = 2.0
@@ -52,9 +65,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NEVER = float("inf")
 ANTHROPIC, OPENAI = Envelope.ANTHROPIC, Envelope.OPENAI
 
-Handler = Callable[[Incoming, Reply], Awaitable[None]]
-Authorize = Callable[[Incoming], GatewayError | None]  # called on the head (body not read)
-Refused = Callable[[RequestLog], None]  # a request the front answered itself: log, count
+
 Group = dict["ClientConnection", None]  # connections in one state, in the order they entered it
 
 
@@ -100,41 +111,6 @@ class _Refusal(NamedTuple):
     err: GatewayError
     method: str  # "-" when the request line was not read
     path: str
-
-
-# A connection's state: what its client's bytes are, as they arrive. One bit each, so that the
-# transition table below is a mask per state. (Module-level ints, not an Enum: Python 3.11 looks
-# an Enum member up through its class in ~130 ns, and the parser callbacks, run for every
-# request, read and set the state several times.) Flow control — reading paused, writing
-# paused, a reply waiting for the client to read — is orthogonal to it and kept in flags.
-IDLE = 1  # between messages (a request may be queued or served meanwhile)
-IN_HEAD = 2  # a request line and headers arriving (a new connection owes its first head)
-IN_BODY = 4  # a body (and chunk framing, trailers) arriving
-LINGERING = 8  # answered with an error and half-closed: what the client still sends is dropped
-CLOSED = 16  # the connection is gone (`lost`, for the `Reply` writing to it)
-STATE_NAMES = {IDLE: "IDLE", IN_HEAD: "IN_HEAD", IN_BODY: "IN_BODY", LINGERING: "LINGERING",
-               CLOSED: "CLOSED"}  # fmt: skip
-
-# The transitions allowed (h11's table, as masks): each state, and the states it may be entered
-# from. Checked by one `assert` where the state changes (a bit test; stripped under -O).
-ENTERED_FROM = {
-    IN_HEAD: IDLE | IN_HEAD,  # a message begins: after the last one, or as the first one
-    IN_BODY: IN_HEAD,  # its head is complete
-    IDLE: IN_BODY,  # the message is complete
-    LINGERING: IDLE | IN_HEAD | IN_BODY,  # its error was answered (in its turn)
-    CLOSED: IDLE | IN_HEAD | IN_BODY | LINGERING,  # from anywhere, once
-}
-
-# ...one mask per state, so that a check reads one global (an assert costs ~12 ns, this way)
-_INTO_IN_HEAD = ENTERED_FROM[IN_HEAD]
-_INTO_IN_BODY = ENTERED_FROM[IN_BODY]
-_INTO_IDLE = ENTERED_FROM[IDLE]
-_INTO_LINGERING = ENTERED_FROM[LINGERING]
-_INTO_CLOSED = ENTERED_FROM[CLOSED]
-
-
-def _illegal(state: int, new: int) -> str:
-    return f"a connection in {STATE_NAMES[state]} cannot go to {STATE_NAMES[new]}"
 
 
 class _Rejected(Exception):
@@ -264,7 +240,7 @@ class ClientConnection(asyncio.Protocol):
             if state == IN_HEAD:
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
-                    self._refuse(_head_too_large())
+                    self._refuse(head_too_large())
                     return
             elif state == IN_BODY:
                 # framing beyond what this read's chunks need: trailers, long extensions
@@ -285,7 +261,7 @@ class ClientConnection(asyncio.Protocol):
         return False  # a client that stops sending has hung up (as aiohttp treats it too)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        assert self._state & _INTO_CLOSED, _illegal(self._state, CLOSED)
+        assert self._state & INTO_CLOSED, illegal(self._state, CLOSED)
         self._state = CLOSED
         self.lost = True
         self._leave()
@@ -331,7 +307,7 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools' callbacks
 
     def on_message_begin(self) -> None:
-        assert self._state & _INTO_IN_HEAD, _illegal(self._state, IN_HEAD)
+        assert self._state & INTO_IN_HEAD, illegal(self._state, IN_HEAD)
         self._state = IN_HEAD
         self._transitions += 1
         self._url = []
@@ -350,12 +326,12 @@ class ClientConnection(asyncio.Protocol):
         self._url.append(url)
         self._field_bytes += len(url)
         if self._field_bytes > MAX_HEAD_BYTES:
-            self._reject(_head_too_large())
+            self._reject(head_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._field_bytes += len(name) + len(value)
         if self._field_bytes > MAX_HEAD_BYTES:
-            self._reject(_head_too_large())
+            self._reject(head_too_large())
         if self._state == IN_BODY:  # a trailer: dropped, as nginx does, but bounded
             self._trailers += 1
             if self._trailers > MAX_HEADERS:
@@ -366,7 +342,7 @@ class ClientConnection(asyncio.Protocol):
             self._reject(GatewayError(431, "headers_too_large", f"more than {MAX_HEADERS} headers"))
 
     def on_headers_complete(self) -> None:
-        assert self._state & _INTO_IN_BODY, _illegal(self._state, IN_BODY)
+        assert self._state & INTO_IN_BODY, illegal(self._state, IN_BODY)
         self._state = IN_BODY
         self._transitions += 1
         if self._timing:  # the head arrived over several reads (or is the first)
@@ -389,7 +365,7 @@ class ClientConnection(asyncio.Protocol):
         if authorize is not None and (denied := authorize(request)) is not None:
             self._reject(denied)  # before reading the body, before 100 Continue
         if head.length > self.listener.max_body_bytes:
-            self._reject(_too_large(self.listener.max_body_bytes))
+            self._reject(body_too_large(self.listener.max_body_bytes))
         idle = not self._queue and self._active is None  # else the 100 would go out of order
         if head.expect_continue and request.http11 and self.transport is not None and idle:
             self.transport.write(_CONTINUE)
@@ -402,7 +378,7 @@ class ClientConnection(asyncio.Protocol):
         self._read_body += size
         self._body_size += size
         if self._body_size > self.listener.max_body_bytes:
-            self._reject(_too_large(self.listener.max_body_bytes))
+            self._reject(body_too_large(self.listener.max_body_bytes))
         if not self._body:
             self._body = body
         else:  # tiny chunks must not cost an object each
@@ -411,7 +387,7 @@ class ClientConnection(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
-        assert self._state & _INTO_IDLE, _illegal(self._state, IDLE)
+        assert self._state & INTO_IDLE, illegal(self._state, IDLE)
         self._state = IDLE
         self._transitions += 1
         request = self._request
@@ -557,7 +533,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        assert self._state & _INTO_LINGERING, _illegal(self._state, LINGERING)
+        assert self._state & INTO_LINGERING, illegal(self._state, LINGERING)
         self._state = LINGERING
         try:
             transport.write_eof()
@@ -661,16 +637,6 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(
                 GatewayError(408, "request_timeout", "the request headers arrived too slowly")
             )
-
-
-def _too_large(limit: int) -> GatewayError:
-    return GatewayError(
-        413, "request_too_large", f"request body too large: the limit is {limit} bytes"
-    )
-
-
-def _head_too_large(what: str = "request line and headers") -> GatewayError:
-    return GatewayError(431, "headers_too_large", f"{what} exceed {MAX_HEAD_BYTES} bytes")
 
 
 def _reason(exc: Exception) -> str:

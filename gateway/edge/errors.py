@@ -13,6 +13,7 @@ from enum import Enum
 
 import orjson
 
+from gateway.edge.limits import MAX_HEAD_BYTES
 from gateway.edge.upstream import UpstreamBroken, UpstreamClosed, UpstreamConnectTimeout
 
 _TYPES = {
@@ -123,3 +124,13 @@ def upstream_error(exc: BaseException, provider_id: str) -> GatewayError | None:
         reason = exc.strerror or type(exc).__name__
         return GatewayError(502, "upstream_unreachable", f"{name} is unreachable: {reason}")
     return None
+
+
+def body_too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413, "request_too_large", f"request body too large: the limit is {limit} bytes"
+    )
+
+
+def head_too_large(what: str = "request line and headers") -> GatewayError:
+    return GatewayError(431, "headers_too_large", f"{what} exceed {MAX_HEAD_BYTES} bytes")

@@ -6,16 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.edge.connection import (
-    ANTHROPIC,
-    OPENAI,
-    Authorize,
-    ClientConnection,
-    Group,
-    Handler,
-    Refused,
-)
+from gateway.edge.connection import ANTHROPIC, OPENAI, ClientConnection, Group
 from gateway.edge.errors import Envelope, GatewayError
+from gateway.edge.hooks import Authorize, Handler, Refused
 from gateway.edge.reqlog import RequestLog
 
 # At the cap, a new connection that has sent nothing is closed to make room only once it is this

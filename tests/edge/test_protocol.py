@@ -8,10 +8,10 @@ import asyncio
 
 import pytest
 
-from gateway.edge.connection import IDLE, IN_BODY, IN_HEAD, LINGERING
 from gateway.edge.headers import SSE_LINES
 from gateway.edge.message import Incoming
 from gateway.edge.reply import Pausable, Reply
+from gateway.edge.states import IDLE, IN_BODY, IN_HEAD, LINGERING
 from tests.edge.harness import Edge, authorize_key, echo, settle
 from tests.edge.helpers import sse_payloads
 

@@ -1,8 +1,8 @@
-"""A client connection's states and the transitions between them (connection.ENTERED_FROM)."""
+"""A client connection's states and the transitions between them (states.ENTERED_FROM)."""
 
 from __future__ import annotations
 
-from gateway.edge.connection import (
+from gateway.edge.states import (
     CLOSED,
     ENTERED_FROM,
     IDLE,
