@@ -368,7 +368,15 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, default=HERE / "RESULTS.md", help="where to write the table"
     )
+    parser.add_argument(
+        "--only",
+        choices=("plain", "d0", "dtok", "d10", "slow"),
+        action="append",
+        help="run only these parts (repeatable): plain requests, streams by shape, slow streams",
+    )
+    parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
     args = parser.parse_args()
+    parts = set(args.only or ("plain", "d0", "dtok", "d10", "slow"))
     for tool in ("wrk", "nginx", "taskset"):
         if shutil.which(tool) is None:
             print(
@@ -395,8 +403,9 @@ def main() -> int:
             yield Target("direct", f"http://127.0.0.1:{upstream}/v1/chat/completions", "bench")
             with gateway(tmp, upstream) as t:
                 yield t
-            with nginx(tmp, upstream) as t:
-                yield t
+            if not args.no_nginx:
+                with nginx(tmp, upstream) as t:
+                    yield t
             if litellm_exe:
                 try:
                     with litellm(tmp, upstream, litellm_exe) as t:
@@ -408,19 +417,22 @@ def main() -> int:
             results.setdefault(target, {})[key] = value
             print(f"  {target:8} {key:28} {value:12.2f}", flush=True)
 
-        print("non-streaming (wrk)", flush=True)
-        with mock(tmp, chunks, 0) as up:
-            for t in targets(up):
-                for c in (1, 64):
-                    r = wrk(t, c, dur, tmp)
-                    record(t.name, f"rps c={c}", r["rps"])
-                    record(t.name, f"p50 ms c={c}", r["p50_ms"])
-                    record(t.name, f"p99 ms c={c}", r["p99_ms"])
-                    if r["errors"]:
-                        notes.append(f"{t.name} c={c}: {int(r['errors'])} non-2xx responses")
+        if "plain" in parts:
+            print("non-streaming (wrk)", flush=True)
+            with mock(tmp, chunks, 0) as up:
+                for t in targets(up):
+                    for c in (1, 64):
+                        r = wrk(t, c, dur, tmp)
+                        record(t.name, f"rps c={c}", r["rps"])
+                        record(t.name, f"p50 ms c={c}", r["p50_ms"])
+                        record(t.name, f"p99 ms c={c}", r["p99_ms"])
+                        if r["errors"]:
+                            notes.append(f"{t.name} c={c}: {int(r['errors'])} non-2xx responses")
         # d=0: all tokens in one write; d=tok: one write per token, as fast as the mock's loop
         # goes (llama-server writes each token as it is decoded); d=10: 10 ms between tokens
         for delay, per_token in ((0, False), ("tok", True), (10, False)):
+            if f"d{delay}" not in parts:
+                continue
             shape = "one write per token" if per_token else f"{delay} ms apart"
             print(f"streaming, {chunks} chunks, {shape}", flush=True)
             with mock(tmp, chunks, 10 if delay == 10 else 0, per_token) as up:
@@ -435,13 +447,14 @@ def main() -> int:
                                 f"{t.name} c={conc} d={delay}: {int(r['failed'])} streams failed"
                             )
         n, secs = slow
-        print(f"{n} slow streams (1 chunk/s for {secs} s)", flush=True)
-        with mock(tmp, secs, 1000) as up:
-            for t in targets(up):
-                r = streams(t, n, n, secs + 30)
-                record(t.name, "slow completed", r["completed"])
-                if t.pid is not None:
-                    record(t.name, "slow peak RSS MiB", peak_rss_mib(t.pid))
+        if "slow" in parts:
+            print(f"{n} slow streams (1 chunk/s for {secs} s)", flush=True)
+            with mock(tmp, secs, 1000) as up:
+                for t in targets(up):
+                    r = streams(t, n, n, secs + 30)
+                    record(t.name, "slow completed", r["completed"])
+                    if t.pid is not None:
+                        record(t.name, "slow peak RSS MiB", peak_rss_mib(t.pid))
     text = report(results, versions(litellm_exe), notes, q, chunks, slow)
     print(text)
     args.out.write_text(text)
