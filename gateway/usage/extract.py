@@ -31,6 +31,8 @@ class Usage(NamedTuple):
 
 
 _new = tuple.__new__
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 TAIL = 8192  # of each kept piece of a body's end: a usage object sits in its last few hundred bytes
 HEAD = 4096  # of its first bytes: where an Anthropic stream's message_start is
 
@@ -89,13 +91,25 @@ def extract(head: bytes, tail: bytes) -> Usage | None:
 
 def _last(data: bytes, key: bytes) -> dict[str, Any] | None:
     """The last `key: {...}` object in `data` (a key whose value is not an object, like a
-    stream's `"usage": null`, is passed over; a few tries, all at C speed)."""
+    stream's `"usage": null`, is passed over; a few tries, all at C speed).
+
+    Each bytes method call costs about as much as a small parse here, so the usual spelling
+    (`"usage":{` and no nested object) is read with as few of them as it takes."""
     at = data.rfind(key)
     if at < 0:
         return None
-    start = at + len(key)
-    if data[start : start + 2] == b":{" and (obj := _object_at(data, start + 1)) is not None:
-        return obj  # the usual spelling
+    start = at + len(key) + 1  # where the object's `{` is in the usual spelling
+    if data[start - 1 : start + 1] == b":{":
+        close = data.find(b"}", start)
+        if close > 0 and data.count(b"{", start, close) == 1:  # no nested object: one parse
+            try:
+                obj = _loads(data[start : close + 1])
+            except _JSONDecodeError:
+                obj = None
+            if type(obj) is dict:
+                return obj
+        if (obj := _object_at(data, start)) is not None:
+            return obj
     end = len(data)
     for _ in range(TRIES):  # spaces around the colon, `null`s: the careful way
         at = data.rfind(key, 0, end)
