@@ -8,7 +8,7 @@ callbacks (no task, no queue); a read's worth of bytes leaves in one write.
 Timeouts: connect (`Connections`'), first byte (per provider: a model swap can take minutes), then
 idle between chunks; no total limit. For `stream: true` requests the gateway sends `: keep-alive`
 SSE comments while the upstream is silent. All of it runs on one timer per exchange that is only
-re-armed when it fires, so a chunk costs a clock read, not timer work.
+re-armed when it fires, so a chunk, or the head, costs a clock read, not timer work.
 
 A request written on a pooled connection that the upstream closed before sending a byte (it
 closed its idle keep-alive connection as the request went out) is sent once more, on a new
@@ -196,7 +196,13 @@ class Exchange:
         self.streams.active.add(self)
         self.reply.follow(conn)
         conn.send(request, self)
-        self._arm()
+        # the first tick comes no later than any limit could need it, whatever the reply does
+        # (the head makes the idle limit apply: it is in the min), so the head never re-arms it
+        timing = self.timing
+        first = min(timing.first_byte_s, timing.idle_s)
+        if self.keepalive_s:
+            first = min(first, self.keepalive_s)
+        self._timer = self._loop.call_at(self._heard_at + first, self._tick)
 
     # -- the upstream connection's callbacks
 
@@ -215,7 +221,6 @@ class Exchange:
                 self.rewrite = None
             else:
                 length = None  # (a rewritten body has another length: the gateway frames it)
-        self._rearm_if_sooner()
         log = self.log
         reply = self.reply
         if status >= 500 and self.retryable:  # the next member answers instead
@@ -382,13 +387,6 @@ class Exchange:
 
     def _arm(self) -> None:
         self._timer = self._loop.call_at(self._wake(), self._tick)
-
-    def _rearm_if_sooner(self) -> None:
-        """After the head, the idle limit (usually shorter than the first-byte one) applies."""
-        timer = self._timer
-        if timer is not None and self._wake() < timer.when():
-            timer.cancel()
-            self._arm()
 
     def _tick(self) -> None:
         self._timer = None
