@@ -22,7 +22,8 @@ from gateway.control.metrics import Metrics
 from gateway.control.state import STATE, State, StoreStatus
 from gateway.control.table import CONTROL, EDGE_PATHS, ROUTES
 from gateway.core.config import Settings
-from gateway.edge.relay import Streams, Timing
+from gateway.edge.relay import Timing
+from gateway.edge.streams import Streams
 from gateway.edge.upstream import Connections
 from gateway.fleet.catalog import Catalog
 from gateway.fleet.learned import DB_NAME as LEARNED_DB

@@ -17,7 +17,8 @@ from gateway.activity.log import ActivityLog
 from gateway.activity.rate import Throughput
 from gateway.control.metrics import Metrics
 from gateway.core.config import Settings
-from gateway.edge.relay import Streams, Timing
+from gateway.edge.relay import Timing
+from gateway.edge.streams import Streams
 from gateway.edge.upstream import Connections
 from gateway.fleet.catalog import Catalog
 from gateway.fleet.registry import RegistryBox

@@ -1,8 +1,9 @@
 """The HTTP/1.1 edge: client connections (`connection`) and the side that accepts them
 (`listener`), requests (`message`, `head`), the limits both sides hold messages to (`limits`),
 replies and their framing (`reply`, `framing`, `headers`), pooled upstream connections
-(`upstream`) and the relay between them (`relay`, with `coalesce` and `ends`), with its one error
-type (`errors`) and log record (`reqlog`).
+(`upstream`) and the relay between them (`relay`, with `coalesce`, `ends` and `streams`, the
+exchanges in flight and their one sweep timer), with its one error type (`errors`) and log
+record (`reqlog`).
 
 It imports nothing of the control plane (checked by import-linter in `./dev lint`): the
 application hands it a request handler, a head-time authorisation check and a refusal hook.

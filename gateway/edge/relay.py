@@ -7,8 +7,8 @@ callbacks (no task, no queue); a read's worth of bytes leaves in one write.
 
 Timeouts: connect (`Connections`'), first byte (per provider: a model swap can take minutes), then
 idle between chunks; no total limit. For `stream: true` requests the gateway sends `: keep-alive`
-SSE comments while the upstream is silent. All of it runs on one timer per exchange that is only
-re-armed when it fires, so a chunk, or the head, costs a clock read, not timer work.
+SSE comments while the upstream is silent. No exchange has a timer of its own: `streams.Streams`
+looks at each one when it is due, so a chunk, or the head, costs a clock read, not timer work.
 
 A request written on a pooled connection that the upstream closed before sending a byte (it
 closed its idle keep-alive connection as the request went out) is sent once more, on a new
@@ -21,7 +21,7 @@ request to the next member. SSE keep-alive comments already sent are not reply b
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.edge.coalesce import Coalescer
@@ -36,6 +36,7 @@ from gateway.edge.headers import (
 )
 from gateway.edge.reply import Reply
 from gateway.edge.reqlog import RequestLog
+from gateway.edge.streams import Streams, grain_of
 from gateway.edge.upstream import Connections, Target, UpstreamClosed, UpstreamConnection
 
 KEEPALIVE = b": keep-alive\n\n"
@@ -51,22 +52,6 @@ class Timing:
     first_byte_s: float
     idle_s: float
     keepalive_s: float  # 0 = off
-
-
-@dataclass(slots=True)
-class Streams:
-    """The exchanges in flight, so a shutdown can end them cleanly after its grace period."""
-
-    active: set[Exchange] = field(default_factory=set)
-    shutting_down: bool = False
-
-    def end_all(self) -> None:
-        self.shutting_down = True
-        err = GatewayError(
-            503, "gateway_shutdown", "the gateway is shutting down; retry the request"
-        )
-        for exchange in list(self.active):
-            exchange.fail(err)
 
 
 class Rewrite(Protocol):
@@ -112,13 +97,14 @@ class Exchange:
         "_loop",
         "_passthrough",
         "_resent",
-        "_timer",
         "added_lines",
         "beat_lines",
         "conn",
         "delivered",
         "done",
+        "due",
         "first",
+        "grain",
         "held_status",
         "keep_ends",
         "keepalive_s",
@@ -182,7 +168,9 @@ class Exchange:
         self._held_len = 0  # ...and their length (kept as they come: a read costs O(1))
         self._head_seen = False
         self._heard_at = self._loop.time()  # last upstream bytes (or the request going out)
-        self._timer: asyncio.TimerHandle | None = None
+        # when `streams` next looks at it (first byte, idle, keep-alive), and how late it may be
+        self.due = 0.0
+        self.grain = grain_of(timing.first_byte_s, timing.idle_s, self.keepalive_s)
         self._beat_at = 0.0  # the last keep-alive comment
         self._passthrough = passthrough  # control plane: all but hop-by-hop headers go back
         self._resent = False
@@ -193,16 +181,16 @@ class Exchange:
             self.done = self._loop.create_future()
             self._heard_at = self._loop.time()
         self.conn = conn
-        self.streams.active.add(self)
         self.reply.follow(conn)
         conn.send(request, self)
-        # the first tick comes no later than any limit could need it, whatever the reply does
-        # (the head makes the idle limit apply: it is in the min), so the head never re-arms it
+        # the first look comes no later than any limit could need it, whatever the reply does
+        # (the head makes the idle limit apply: it is in the min), so the head moves nothing
         timing = self.timing
         first = min(timing.first_byte_s, timing.idle_s)
         if self.keepalive_s:
             first = min(first, self.keepalive_s)
-        self._timer = self._loop.call_at(self._heard_at + first, self._tick)
+        self.due = self._heard_at + first
+        self.streams.watch(self, self._loop)
 
     # -- the upstream connection's callbacks
 
@@ -361,20 +349,17 @@ class Exchange:
         self._resolve(None)
 
     def _resolve(self, err: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         coalescer = self._coalescer
         if coalescer is not None:  # what it held was written by end(), or is dropped
             coalescer.cancel()
-        self.streams.active.discard(self)
+        self.streams.unwatch(self)
         self.reply.follow(None)
         if err is None:
             self.done.set_result(None)
         else:
             self.done.set_exception(err)
 
-    # -- the one timer: first byte, then idle; keep-alive comments while silent
+    # -- deadlines (looked at by `streams`): first byte, then idle; keep-alive comments
 
     def _wake(self) -> float:
         wake = self._heard_at + (
@@ -385,14 +370,11 @@ class Exchange:
             wake = min(wake, max(self._heard_at, self._beat_at) + keepalive)
         return wake
 
-    def _arm(self) -> None:
-        self._timer = self._loop.call_at(self._wake(), self._tick)
-
-    def _tick(self) -> None:
-        self._timer = None
+    def tick(self, now: float) -> None:
+        """`due` has come (`now`: loop time): time out, or send a keep-alive comment, or wait
+        on (a later `due`)."""
         if self.done.done():
             return
-        now = self._loop.time() + 0.001  # timers may fire a hair early
         limit = self.timing.idle_s if self._head_seen else self.timing.first_byte_s
         if now - self._heard_at >= limit:
             self.fail(
@@ -403,7 +385,7 @@ class Exchange:
         if keepalive and now - max(self._heard_at, self._beat_at) >= keepalive:
             self._beat_at = now
             self._beat()
-        self._arm()
+        self.due = self._wake()
 
     def _beat(self) -> None:
         reply = self.reply

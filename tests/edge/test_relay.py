@@ -269,8 +269,9 @@ async def test_a_burst_of_tokens_leaves_in_few_writes_first_and_last_at_once() -
     """An upstream that writes each token as fast as it can: the first token goes out with the
     head at once, the burst joins one write within COALESCE_S, the end goes out at once."""
     from gateway.edge.coalesce import COALESCE_S
-    from gateway.edge.relay import Exchange, Streams, Timing
+    from gateway.edge.relay import Exchange, Timing
     from gateway.edge.reply import Reply
+    from gateway.edge.streams import Streams
 
     wire = RecordingWire()
     reply = Reply(wire, keep_alive=True, to_head=False)
@@ -295,8 +296,9 @@ async def test_a_burst_of_tokens_leaves_in_few_writes_first_and_last_at_once() -
 
 async def test_a_head_alone_is_not_held_longer_than_the_window() -> None:
     from gateway.edge.coalesce import COALESCE_S
-    from gateway.edge.relay import Exchange, Streams, Timing
+    from gateway.edge.relay import Exchange, Timing
     from gateway.edge.reply import Reply
+    from gateway.edge.streams import Streams
 
     wire = RecordingWire()
     reply = Reply(wire, keep_alive=True, to_head=False)

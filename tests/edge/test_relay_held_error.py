@@ -15,8 +15,9 @@ import pytest
 from gateway.edge import relay
 from gateway.edge.errors import GatewayError
 from gateway.edge.headers import SSE_LINES
-from gateway.edge.relay import HELD_LIMIT, Exchange, Failover, Streams, Timing
+from gateway.edge.relay import HELD_LIMIT, Exchange, Failover, Timing
 from gateway.edge.reply import Reply
+from gateway.edge.streams import Streams
 from tests.conftest import GatewayFactory, registry_for
 from tests.edge.helpers import RecordingWire
 from tests.edge.wire import Client, RawUpstream, Seen, Step, post, responses
