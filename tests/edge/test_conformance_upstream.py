@@ -333,3 +333,17 @@ async def test_a_rewritten_stream_is_framed_strictly_and_stays_its_clients(
     for seen in up.inference():
         assert b'"stream_options":{"include_usage":true}' in seen.body
         assert seen.header("accept-encoding") == "identity"
+
+
+async def test_a_silent_upstream_gets_a_504_from_the_sweep_and_its_connection_is_not_reused(
+    raw_upstream: RawFactory, gateway: GatewayFactory
+) -> None:
+    """The first-byte limit is kept by `streams.Streams`' one sweep (no timer per request): a
+    504 in the envelope, h11-strict, before the upstream would have answered; the silent connection is never lent
+    again, so the clients after it each get their own reply."""
+    up = await raw_upstream(first_then_ok(lambda seen: [5.0]))
+    gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}), first_byte_timeout_s=0.3)
+    (reply,) = responses(await ask(gw, "first"), ["POST"])  # (the upstream would answer at 5 s)
+    assert reply.status == 504
+    assert reply.json()["error"]["code"] == "upstream_timeout"  # type: ignore[index]
+    await two_clients_get_their_own(gw)
