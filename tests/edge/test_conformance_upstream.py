@@ -339,8 +339,8 @@ async def test_a_silent_upstream_gets_a_504_from_the_sweep_and_its_connection_is
     raw_upstream: RawFactory, gateway: GatewayFactory
 ) -> None:
     """The first-byte limit is kept by `streams.Streams`' one sweep (no timer per request): a
-    504 in the envelope, h11-strict, before the upstream would have answered; the silent connection is never lent
-    again, so the clients after it each get their own reply."""
+    504 in the envelope, h11-strict, before the upstream would have answered; the silent
+    connection is never lent again, so the clients after it each get their own reply."""
     up = await raw_upstream(first_then_ok(lambda seen: [5.0]))
     gw = await gateway(registry_for({"id": "a", "baseUrl": up.url}), first_byte_timeout_s=0.3)
     (reply,) = responses(await ask(gw, "first"), ["POST"])  # (the upstream would answer at 5 s)
