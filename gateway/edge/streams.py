@@ -22,10 +22,18 @@ MAX_GRAIN_S = 0.5  # the sweep's longest interval (a 15 s keep-alive comment is 
 MIN_GRAIN_S = 0.005
 
 
-def grain_of(*limits_s: float) -> float:
-    """How late a deadline may be acted on, for an exchange with these limits (0: none)."""
-    shortest = min((s for s in limits_s if s > 0), default=MAX_GRAIN_S * 8)
-    return min(MAX_GRAIN_S, max(MIN_GRAIN_S, shortest / 8))
+def grain_of(first_byte_s: float, idle_s: float, keepalive_s: float) -> float:
+    """How late a deadline may be acted on, for an exchange with these limits (0: none).
+    (Once per request: plain comparisons, no generator.)"""
+    shortest = MAX_GRAIN_S * 8
+    if 0 < first_byte_s < shortest:
+        shortest = first_byte_s
+    if 0 < idle_s < shortest:
+        shortest = idle_s
+    if 0 < keepalive_s < shortest:
+        shortest = keepalive_s
+    grain = shortest / 8
+    return MIN_GRAIN_S if grain < MIN_GRAIN_S else grain
 
 
 class Watched(Protocol):
