@@ -25,12 +25,11 @@ import contextlib
 import re
 
 from gateway.core.jsonbody import Body
+from gateway.core.sse import EVENT_END, last_end
 from gateway.usage.extract import json_object
 
 ASK = b'"stream_options":{"include_usage":true},'
 EVENT_LIMIT = 1024 * 1024  # held while its end has not arrived; past it, no more rewriting
-# the end of an event: a line end, then an empty line (a lone \r is a line end when no \n follows)
-_EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r)")
 # a `"usage": null` member: after a comma (or before one, when it comes first). Each branch
 # starts with a literal: a run of spaces is never rescanned from each of its positions
 _NULL = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*')
@@ -64,7 +63,7 @@ class AskedUsageFilter:
         held = self._held
         # only the new bytes (and the last few held, where an end may have begun) are searched
         tail = bytes(held[-3:])
-        end = _last_end(tail + data)
+        end = last_end(tail + data)
         if end < 0:
             held += data
             if len(held) > EVENT_LIMIT:
@@ -83,22 +82,12 @@ class AskedUsageFilter:
         return out
 
 
-def _last_end(data: bytes) -> int:
-    """Where the last complete event in `data` ends (-1: none). An end on a final \\r is not
-    taken: a \\n may follow in the next read."""
-    found = -1
-    for match in _EVENT_END.finditer(data):
-        if match.end() < len(data) or data[-1:] != b"\r":
-            found = match.end()
-    return found
-
-
 def _without_additions(events: bytes) -> bytes:
     if b'"usage"' not in events:
         return events  # the usual read: nothing the flag added
     out = []
     start = 0
-    for match in _EVENT_END.finditer(events):
+    for match in EVENT_END.finditer(events):
         event = events[start : match.end()]
         start = match.end()
         if b'"usage"' in event:
