@@ -50,6 +50,7 @@ class FakeUpstream:
     props_n_ctx: dict[str, int] = field(default_factory=dict)  # wire id -> n_ctx in its /props
     context_length: dict[str, int] = field(default_factory=dict)  # in the /v1/models entry
     stall_after: int | None = None  # go silent (forever) after this many chunks
+    message_start: bool = True  # False: a Messages stream without it (llama-server, see below)
     json_size: int = 0  # pad non-streamed replies to about this many bytes
     active: int = 0  # inference requests being handled right now
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while active == 0
@@ -372,6 +373,8 @@ class FakeUpstream:
             ("content_block_start", {"type": "content_block_start", "index": 0,
                                      "content_block": {"type": "text", "text": ""}}),
         ]  # fmt: skip
+        if not self.message_start:  # llama-server's, when the first token is part of a character
+            del events[0]
         for i in range(self.chunks):
             delta = {"type": "text_delta", "text": f"{self.name}-{i} "}
             events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,

@@ -23,6 +23,7 @@ from gateway.edge.message import Incoming
 from gateway.edge.relay import (
     Exchange,
     Failover,
+    Rewrite,
     Timing,
     relay,
 )
@@ -36,12 +37,14 @@ from gateway.pools.failover import MACHINE_FAILURES, Walk
 from gateway.pools.failover import verdict as judged
 from gateway.pools.sticky import HEADERS as STICKY_HEADERS
 from gateway.pools.sticky import conversation_key
+from gateway.proxy.message_start import MessageStartRepair
 from gateway.store.tables import KeyRecord
 from gateway.usage.asked import AskedUsageFilter, ask
 from gateway.usage.extract import extract, tail_of
 
 INFERENCE_PATHS = EDGE_PATHS  # (the route table's edge side)
 ASKS_USAGE = frozenset({"/v1/chat/completions", "/v1/completions"})  # stream_options routes
+MESSAGES = "/v1/messages"
 log = structlog.get_logger("gateway.request")
 
 
@@ -228,11 +231,14 @@ class Inference:
         record.wire_model = route.wire_model
         model = parsed.model
         body = parsed.raw if route.wire_model == model else parsed.with_model(route.wire_model)
-        usage_filter = None  # the usage the gateway asks for, to take out of the client's stream
+        stream = parsed.payload.get("stream") is True
+        rewrite: Rewrite | None = None
         if provider.stream_usage and request.path in ASKS_USAGE:
-            asked = ask(parsed, body)
+            asked = ask(parsed, body)  # the usage the gateway asks for, out of the client's stream
             if asked is not None:
-                body, usage_filter = asked, AskedUsageFilter()
+                body, rewrite = asked, AskedUsageFilter()
+        elif stream and request.path == MESSAGES:  # (llama-server may leave out message_start)
+            rewrite = MessageStartRepair(f"msg_{record.request_id}", route.wire_model)
         defaults = self.timing
         timing = Timing(
             provider.first_byte_timeout_s or defaults.first_byte_s, defaults.idle_s,
@@ -252,9 +258,9 @@ class Inference:
         extra = PROVIDER_HEADER + b": " + provider.id.encode() + b"\r\n" + pool_line + id_line
         exchange = Exchange(
             reply=reply, log=record, timing=timing, provider_id=provider.id, added_lines=extra,
-            stream=parsed.payload.get("stream") is True, streams=self.streams,
+            stream=stream, streams=self.streams,
             retryable=retryable, beat_lines=pool_line + id_line if retryable else None,
-            keep_ends=True, rewrite=usage_filter,
+            keep_ends=True, rewrite=rewrite,
         )  # fmt: skip
         lane = self.lanes.get(
             provider.id, provider.max_concurrent, provider.max_queue, provider.queue_timeout_s
