@@ -2,7 +2,9 @@
 
 Two kinds: admin keys (GATEWAY_API_KEYS, compared in constant time; every protected route) and
 managed keys (`boocode-gateway keys add`, kept in the store as the SHA-256 of the secret, found
-by it; `/v1/*` only, with limits). The front calls `KeyCheck.authorize` on every request's
+by it; `/v1/*` only, with limits). Once a managed key exists, `/api/*` needs an admin key even
+when none is set (then it is closed): a teammate's key must not open other people's requests,
+captures and machines. The front calls `KeyCheck.authorize` on every request's
 head, before its body is read; the control plane's middleware asks `KeyCheck.refusal` again for
 its own routes. The managed keys are a snapshot the control plane refreshes from the store.
 """
@@ -167,8 +169,13 @@ class KeyCheck:
         """Why the request may not go on (None: it may)."""
         if not path.startswith(PROTECTED) or not (self.secrets or self.managed):
             return None
-        if not self.secrets and path.startswith(ADMIN_ONLY):
-            return None  # no admin keys: /api/* stays open, as without keys
+        if not self.secrets and path.startswith(ADMIN_ONLY):  # managed keys, no admin key
+            return GatewayError(
+                403, "admin_key_required",
+                f"{path} needs an admin key, and none is set: managed keys exist, so the page "
+                "and /api/* (requests and their captures, cancel, load, settings) are closed "
+                "until GATEWAY_API_KEYS names one",
+            )  # fmt: skip
         if _presented(_text(authorization), _text(x_api_key)) is None:
             return GatewayError(
                 401, "missing_api_key", "this gateway needs an API key (Authorization: Bearer ...)"

@@ -106,8 +106,8 @@ def _add(table: KeysTable, settings: Settings, args: argparse.Namespace) -> int:
     )
     if not settings.api_keys:
         print(
-            "note: GATEWAY_API_KEYS is unset: /v1/* now needs a key, but the page and /api/* "
-            "stay open; set admin keys there to close them",
+            "note: GATEWAY_API_KEYS is unset: /v1/* now needs a key, and the page and /api/* "
+            "are closed (403) until GATEWAY_API_KEYS names an admin key",
             file=sys.stderr,
         )
     return 0

@@ -60,10 +60,16 @@ def test_expired_keys_and_admin_only_routes() -> None:
     assert api is not None and (api.status, api.code) == (403, "admin_key_required")
     assert check.refusal("/v1/models", bearer("s-new"), None) is None
     assert check.refusal("/api/settings", bearer("adm"), None) is None
-    open_api = KeyCheck((), LIMITED, clock)  # no admin keys: /api/* stays open as before
-    open_api.load([record("new", "s-new")])
-    assert open_api.refusal("/api/settings", None, None) is None
-    assert open_api.refusal(CHAT, None, None) is not None
+    no_admin = KeyCheck((), LIMITED, clock)  # managed keys, no admin key: /api/* closed
+    assert no_admin.refusal("/api/requests", None, None) is None  # (no key at all: open)
+    no_admin.load([record("new", "s-new")])
+    for key in (None, bearer("s-new"), bearer("nonsense")):
+        closed = no_admin.refusal("/api/requests", key, None)
+        assert closed is not None and (closed.status, closed.code) == (403, "admin_key_required")
+        assert "GATEWAY_API_KEYS" in closed.message
+    assert no_admin.refusal(CHAT, None, None) is not None
+    assert no_admin.refusal(CHAT, bearer("s-new"), None) is None
+    assert no_admin.refusal("/health", None, None) is None
 
 
 def test_model_globs() -> None:

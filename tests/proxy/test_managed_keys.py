@@ -144,3 +144,32 @@ async def test_revoked_and_expired_keys_are_refused(
     assert (await resp.json())["error"]["code"] == "invalid_api_key"
     health = await (await gw.get("/health")).json()
     assert health["database"]["reachable"] is True
+
+
+async def test_without_admin_keys_a_managed_key_closes_the_page_data_not_opens_it(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    gw = await started(upstream, gateway, capture=True)
+    resp = await gw.post(CHAT, json={"model": "a/m", "messages": [{"content": "secret plan"}]})
+    assert resp.status == 200  # no key anywhere: an open gateway
+    rid = resp.headers["X-Request-Id"]
+    await resp.read()
+    captured = await gw.get(f"/api/requests/{rid}")
+    assert captured.status == 200 and b"secret plan" in await captured.read()  # (what is at stake)
+    secret = await add_key(gw, "grace")
+    for headers in ({}, auth(secret)):  # nobody, and the teammate's own key
+        for method, path in (
+            ("GET", f"/api/requests/{rid}"), ("GET", "/api/requests"), ("GET", "/api/keys"),
+            ("POST", f"/api/requests/{rid}/cancel"), ("POST", "/api/models/unload"),
+            ("PATCH", "/api/settings"),
+        ):  # fmt: skip
+            resp = await gw.request(method, path, json={}, headers=headers)
+            body = await resp.read()
+            assert resp.status == 403, (method, path, body)
+            assert orjson.loads(body)["error"]["code"] == "admin_key_required"
+            assert b"secret plan" not in body
+    resp = await gw.post(CHAT, json={"model": "a/m"}, headers=auth(secret))
+    assert resp.status == 200  # inference with the key works as before
+    await resp.read()
+    assert (await gw.post(CHAT, json={"model": "a/m"})).status == 401
+    assert (await gw.get("/health")).status == 200 and (await gw.get("/metrics")).status == 200
