@@ -1,5 +1,7 @@
 """The activity log: one `Entry` per inference request, in `active` while it runs, then in
-`recent`, a ring of the last `recent_max`. Memory is bounded whatever the traffic: the ring by
+`recent`, a ring of the last `recent_max`. A running request's id is its own: a client's
+X-Request-Id that a running request already has is replaced by a new one (so the page's cancel
+and /api/requests/{id} name one request, never one a client chose to collide with). Memory is bounded whatever the traffic: the ring by
 count, captures by count and size.
 
 On the request path this costs an object, a dict insert and a dict pop: the entry holds the
@@ -17,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 from gateway.activity.clients import client_of
 from gateway.edge.ends import KEEP_FIRST
+from gateway.edge import reqlog
 from gateway.edge.reqlog import RequestLog
 
 _current_task = asyncio.current_task
@@ -144,7 +147,7 @@ class Entry:
 
 class ActivityLog:
     def __init__(self, recent_max: int = 1000, capture_max: int = 0, capture_bytes: int = 0):
-        self.active: dict[Entry, None] = {}  # (a dict: ordered, O(1) removal)
+        self.active: dict[str, Entry] = {}  # by request id (ordered, O(1) removal)
         self.recent: deque[Entry] = deque(maxlen=recent_max)
         self.capture_max = capture_max  # 0: captures off
         self.capture_bytes = capture_bytes
@@ -160,14 +163,20 @@ class ActivityLog:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        active = self.active
+        if record.request_id in active:  # a client's X-Request-Id that a running request has:
+            record.request_id = reqlog.request_id(None)  # a new one, so an id names one request
         entry = Entry(record, user_agent, _current_task(loop))
-        self.active[entry] = None
+        active[record.request_id] = entry
         return entry
 
     def finish(self, entry: Entry) -> None:
         """The request is over (its record is final)."""
-        if self.active.pop(entry, False) is False:  # (not running: finished already)
+        active = self.active
+        rid = entry.record.request_id
+        if active.get(rid) is not entry:  # (not running: finished already)
             return
+        del active[rid]
         entry.task = None
         entry.upstream = None
         record = entry.record
@@ -214,10 +223,9 @@ class ActivityLog:
     # -- the control plane
 
     def find(self, request_id: str) -> Entry | None:
-        """The newest request with this id: a running one first, then a recent one."""
-        for entry in reversed(self.active):
-            if entry.record.request_id == request_id:
-                return entry
+        """The request with this id: the running one, else the newest recent one."""
+        if (running := self.active.get(request_id)) is not None:
+            return running
         for entry in reversed(self.recent):
             if entry.record.request_id == request_id:
                 return entry
@@ -227,7 +235,8 @@ class ActivityLog:
         """End a running request (its upstream connection is closed; the client gets an error
         that says it was cancelled); the future resolves when it has ended. None when it is
         not running any more."""
-        if entry not in self.active or entry.task is None or entry.want_cancel:
+        running = self.active.get(entry.record.request_id) is entry
+        if not running or entry.task is None or entry.want_cancel:
             return None
         entry.want_cancel = True
         ended = self._cancelled[entry] = asyncio.get_running_loop().create_future()
@@ -236,6 +245,6 @@ class ActivityLog:
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         return {
-            "active": [e.json() for e in self.active],
+            "active": [e.json() for e in self.active.values()],
             "recent": [e.json() for e in reversed(self.recent)],
         }

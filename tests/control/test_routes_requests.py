@@ -68,6 +68,30 @@ async def test_a_live_stream_is_listed_cancelled_and_its_upstream_dropped(
     assert recent["state"] == "cancelled" and recent["error"] == "request_cancelled"
 
 
+async def test_a_second_client_taking_a_running_id_gets_a_new_one_and_the_cancel_misses_it(
+    gateway: GatewayFactory, upstream: UpstreamFactory
+) -> None:
+    a = await upstream("a", models=["m"], chunks=5, stall_after=1)
+    gw = await gateway(registry_for({"id": "a", "baseUrl": a.url}))
+    headers = {"X-Request-Id": "job-7"}
+    async with gw.post(CHAT, data=body(), headers=headers) as victim:
+        await victim.content.readuntil(b"\n\n")
+        async with gw.post(CHAT, data=body(), headers=headers) as impostor:
+            await impostor.content.readuntil(b"\n\n")
+            assert victim.headers["X-Request-Id"] == "job-7"
+            renamed = impostor.headers["X-Request-Id"]
+            assert renamed != "job-7"
+            assert [s.headers["X-Request-Id"] for s in a.inference()] == ["job-7", renamed]
+            async with gw.post("/api/requests/job-7/cancel") as cancel:
+                assert cancel.status == 200
+            rest = await asyncio.wait_for(victim.content.read(), 5)
+            assert b"request_cancelled" in rest  # the one that had the id first
+            assert (await until(gw, renamed, "streaming"))["id"] == renamed  # still running
+            async with gw.post(f"/api/requests/{renamed}/cancel") as cancel:
+                assert cancel.status == 200
+            assert b"request_cancelled" in await asyncio.wait_for(impostor.content.read(), 5)
+
+
 async def test_a_queued_request_cancelled_gets_a_499_and_never_reaches_the_machine(
     gateway: GatewayFactory, upstream: UpstreamFactory
 ) -> None:
