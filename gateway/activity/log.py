@@ -1,8 +1,8 @@
 """The activity log: one `Entry` per inference request, in `active` while it runs, then in
 `recent`, a ring of the last `recent_max`. A running request's id is its own: a client's
 X-Request-Id that a running request already has is replaced by a new one (so the page's cancel
-and /api/requests/{id} name one request, never one a client chose to collide with). Memory is bounded whatever the traffic: the ring by
-count, captures by count and size.
+and /api/requests/{id} name one request, never one a client chose to collide with). Memory is
+bounded whatever the traffic: the ring by count, captures by count and size.
 
 On the request path this costs an object, a dict insert and a dict pop: the entry holds the
 request's own log record (`RequestLog`) and reads its state from it and from the exchange when
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from gateway.activity.clients import client_of
-from gateway.edge.ends import KEEP_FIRST
 from gateway.edge import reqlog
+from gateway.edge.ends import KEEP_FIRST
 from gateway.edge.reqlog import RequestLog
 
 _current_task = asyncio.current_task
