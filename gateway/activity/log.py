@@ -139,6 +139,7 @@ class Entry:
             "bytes": r.bytes,
             "promptTokens": tokens[0] if tokens else None,
             "completionTokens": tokens[1] if tokens else None,
+            "tokensEstimated": r.estimated,
             "status": r.status,
             "error": r.error,
             "captured": self.capture is not None,

@@ -29,6 +29,7 @@ class RequestLog:
     failovers: int = 0  # pool members that failed before this one answered
     # prompt, completion, cached (None: not said), generation seconds (the reply's usage)
     tokens: tuple[int, int, int | None, float | None] | None = None
+    estimated: bool = False  # `tokens` are an estimate: a stream cut short before its counts
     key: str | None = None  # the label of the gateway key it came with (never the key)
     wire_model: str | None = None
     status: int | None = None
@@ -68,6 +69,8 @@ class RequestLog:
             out["failovers"] = self.failovers
         if self.tokens is not None:
             out["prompt_tokens"], out["completion_tokens"], out["cached_tokens"], _ = self.tokens
+            if self.estimated:
+                out["tokens_estimated"] = True
         if self.key:
             out["key"] = self.key
         return out

@@ -40,6 +40,7 @@ from gateway.pools.sticky import conversation_key
 from gateway.proxy.message_start import MessageStartRepair
 from gateway.store.tables import KeyRecord
 from gateway.usage.asked import AskedUsageFilter, ask
+from gateway.usage.estimate import of_cut_stream
 from gateway.usage.extract import extract, tail_of
 
 INFERENCE_PATHS = EDGE_PATHS  # (the route table's edge side)
@@ -275,8 +276,10 @@ class Inference:
         residency = self.pools.catalog.residency
         residency.requested(provider.id, route.wire_model)
         verdict: bool | None = None  # True: the machine answered; False: it failed
+        whole = False  # the reply ended as the upstream ended it (not cut, cancelled, broken)
         try:
             await relay(self.connections, where, upstream_request, exchange)
+            whole = record.error is None
             verdict = judged(exchange.status, record.error)
             if pooled and exchange.status is not None and exchange.status >= 500:
                 verdict = None  # the pool judges it
@@ -294,17 +297,33 @@ class Inference:
                 breakers.succeeded(provider.id)
             else:
                 breakers.failed(provider.id)
+            if not whole and exchange.delivered and (exchange.status or 500) < 400:
+                # cut short (the client left, a cancel, the upstream broke off): a stream is
+                # counted by estimate when its end never said its counts (usage.estimate)
+                self._count_usage(
+                    exchange, route, record, cut_body=len(body) if exchange.sse else None
+                )
         if verdict and exchange.status is not None and exchange.status < 400:
             residency.requested(provider.id, route.wire_model)  # (a refresh may have run since)
-            self._count_usage(exchange, route, record)
+            if whole:
+                self._count_usage(exchange, route, record)
         return exchange.status
 
-    def _count_usage(self, exchange: Exchange, route: Route, record: RequestLog) -> None:
-        """The reply's tokens, when it said them: to the request's log line and the history."""
+    def _count_usage(
+        self, exchange: Exchange, route: Route, record: RequestLog, cut_body: int | None = None
+    ) -> None:
+        """The reply's tokens, when it said them (or, for a stream cut short, `cut_body` its
+        request's size, their estimate): to the request's log line, the history and the key's
+        tokens for the day."""
         tail = tail_of(exchange.prev, exchange.last)
-        usage = extract(exchange.first or b"", tail)
-        if usage is None:
-            return
+        if cut_body is None:
+            usage = extract(exchange.first or b"", tail)
+            if usage is None:
+                return
+        else:
+            usage, record.estimated = of_cut_stream(
+                exchange.first or b"", tail, cut_body, record.bytes
+            )
         record.tokens = usage
         provider, wire = route.provider.id, route.wire_model
         model = wire if self.pools.catalog.serves(provider, wire) else ""  # (a metrics label)

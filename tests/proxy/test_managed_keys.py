@@ -173,3 +173,34 @@ async def test_without_admin_keys_a_managed_key_closes_the_page_data_not_opens_i
     await resp.read()
     assert (await gw.post(CHAT, json={"model": "a/m"})).status == 401
     assert (await gw.get("/health")).status == 200 and (await gw.get("/metrics")).status == 200
+
+
+async def test_hanging_up_before_the_counts_does_not_dodge_tokens_per_day(
+    upstream: UpstreamFactory, gateway: GatewayFactory
+) -> None:
+    """llama-server says a stream's counts in its last chunk; a client that hangs up before it
+    is charged the estimate (usage.estimate), so the limit holds."""
+    a = await upstream("a", models=["m"], timings=(10, 0, 4), chunks=5, stall_after=2)
+    gw = await gateway(registry_for({"id": "a", "baseUrl": a.url}), keys_refresh_s=0.2)
+    await catalog_of(gw).wait_ready()
+    secret = await add_key(gw, "ivan", tokens_per_day=100)
+    prompt = "word " * 100
+    payload = {"model": "a/m", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    async with gw.post(CHAT, json=payload, headers=auth(secret)) as resp:
+        assert resp.status == 200
+        await resp.content.readuntil(b"\n\n")
+        await resp.content.readuntil(b"\n\n")  # two tokens, then the machine goes quiet...
+        rid = resp.headers["X-Request-Id"]
+    # ...and the client hangs up before the last chunk (its counts) ever comes
+    limits = gw.app[STATE].access.limits
+    await until(lambda: limits.tokens_today("ivan") > 0)
+    (seen,) = a.inference()
+    assert limits.tokens_today("ivan") == len(seen.body) // 4 + 2  # prompt by size, 2 events
+    entry = gw.app[STATE].activity.find(rid)
+    assert entry is not None and entry.record.disconnected
+    assert entry.json()["tokensEstimated"] is True
+    assert entry.record.fields()["tokens_estimated"] is True
+    assert limits.tokens_today("ivan") >= 100  # (a ~560-byte body: ~140 tokens)
+    resp = await gw.post(CHAT, json={"model": "a/m"}, headers=auth(secret))
+    assert resp.status == 429
+    assert (await resp.json())["error"]["code"] == "tokens_per_day_exceeded"
