@@ -6,12 +6,21 @@ classes. Each table holds one connection under one lock, opened on first use and
 it broke; every driver error comes out as `StoreUnavailable` (an OSError), so callers treat a
 database that is down like a SQLite file that cannot be written.
 
+`statement_timeout` bounds a statement the server runs; a server that stops answering at all
+(its host frozen, or gone with no reset) is bounded on this side: each transaction has
+DEADLINE_S, after which a watchdog shuts the connection's socket down, so the waiting thread gets
+an error (`StoreUnavailable`, saying so) and frees the lock; the next call connects afresh. A
+call that finds the lock held past DEADLINE_S gives up too, instead of queueing threads behind
+a stuck one. TCP keepalives find a peer whose host is gone while the connection is idle.
+
 The schema is created and migrated on every (re)connection, under an advisory lock: replicas
 starting at once apply each migration once. A new table is a new migration appended to
 MIGRATIONS; the tables themselves are in `pg_tables`."""
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -21,6 +30,7 @@ import psycopg
 
 CONNECT_TIMEOUT_S = 3
 STATEMENT_TIMEOUT_MS = 10_000
+DEADLINE_S = STATEMENT_TIMEOUT_MS / 1000 + 5  # a transaction, on this side (see the module)
 MIGRATE_LOCK = 0x626F6F67  # pg_advisory_xact_lock keys ("boog", "leas")
 LEASE_LOCK = 0x6C656173
 
@@ -85,11 +95,13 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
 class PgConnection:
     """One connection, one lock; opened (and the schema migrated) on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, deadline_s: float = DEADLINE_S) -> None:
         self.url = url
+        self.deadline_s = deadline_s
         self.lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self.closed = False
+        self._cut = False  # the watchdog shut the connection down (its deadline passed)
 
     def _open(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(
@@ -98,7 +110,8 @@ class PgConnection:
             connect_timeout=CONNECT_TIMEOUT_S,
             options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
             application_name="boocode-gateway",
-        )
+            keepalives=1, keepalives_idle=10, keepalives_interval=3, keepalives_count=3,
+        )  # fmt: skip
         try:
             migrate(conn)
         except BaseException:
@@ -108,8 +121,11 @@ class PgConnection:
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        """BEGIN ... COMMIT under the lock; ROLLBACK if the block raises."""
-        with self.lock:
+        """BEGIN ... COMMIT under the lock; ROLLBACK if the block raises. Within DEADLINE_S
+        (see the module), or StoreUnavailable."""
+        if not self.lock.acquire(timeout=self.deadline_s):
+            raise StoreUnavailable(f"the database has not answered for {self.deadline_s:g} s")
+        try:
             if self.closed:
                 raise StoreUnavailable("the store is closed")
             try:
@@ -117,12 +133,37 @@ class PgConnection:
                 if conn is None or conn.closed or conn.broken:
                     self._drop()
                     conn = self._conn = self._open()
-                with conn.transaction():
-                    yield conn
+                self._cut = False
+                watchdog = threading.Timer(self.deadline_s, self._shut, (conn,))
+                watchdog.daemon = True
+                watchdog.start()
+                try:
+                    with conn.transaction():
+                        yield conn
+                finally:
+                    watchdog.cancel()
             except psycopg.Error as exc:
-                if self._conn is not None and (self._conn.closed or self._conn.broken):
+                now = self._conn
+                if self._cut or (now is not None and (now.closed or now.broken)):
                     self._drop()
+                if self._cut:
+                    words = f"the database did not answer within {self.deadline_s:g} s"
+                    raise StoreUnavailable(words) from None
                 raise StoreUnavailable(_words(exc)) from None
+        finally:
+            self.lock.release()
+
+    def _shut(self, conn: psycopg.Connection[Any]) -> None:
+        """(The watchdog's thread.) Shut the connection's socket down: the thread waiting on it
+        gets an error at once (the descriptor itself is closed by the owner, under the lock)."""
+        self._cut = True
+        with suppress(OSError, psycopg.Error):
+            fd = conn.pgconn.socket
+            twin = socket.socket(fileno=os.dup(fd))  # (shutdown acts on the socket, not the fd)
+            try:
+                twin.shutdown(socket.SHUT_RDWR)
+            finally:
+                twin.close()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.transaction() as conn:

@@ -1,18 +1,24 @@
 """The store's tables on PostgreSQL (a throw-away cluster the tests start): the same interface
 as the SQLite files, the schema migrated once however many replicas start at once, and a
-database that is down seen as `StoreUnavailable` (an OSError), never a hang."""
+database that is down, or stops answering, seen as `StoreUnavailable` (an OSError), never a
+hang."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
 from gateway.cli.launcher import free_port
 from gateway.store.pg_tables import PgArena, PgBench, PgFacts, PgKeys, PgSettings, PgUsage
-from gateway.store.postgres import MIGRATIONS, migrate
+from gateway.store.postgres import MIGRATIONS, PgConnection, migrate
 from gateway.store.postgres import StoreUnavailable as Unavailable
 from gateway.store.settings import MAX_KEYS
 from gateway.store.tables import (
@@ -110,6 +116,89 @@ def test_a_database_that_is_down_is_an_oserror_not_a_hang() -> None:
     assert isinstance(caught.value, OSError)
     assert "postgresql://" not in str(caught.value)
     table.close()
+
+
+class Relay:
+    """A TCP relay to the database on 127.0.0.1 that can be frozen: while `frozen` is set, it
+    forwards nothing either way (the connection stays open: a host that stopped answering)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.frozen = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.socks: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.port))
+                self.socks += [client, server]
+                for a, b in ((client, server), (server, client)):
+                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.05)  # (held: nothing forwarded)
+                dst.sendall(data)
+
+    def close(self) -> None:
+        for sock in self.socks:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.fixture
+def relay(pg_url: str) -> Iterator[tuple[Relay, str]]:
+    parts = urlsplit(pg_url)
+    assert parts.port is not None
+    relay = Relay(parts.port)
+    try:
+        yield relay, pg_url.replace(f":{parts.port}/", f":{relay.listener.getsockname()[1]}/")
+    finally:
+        relay.close()
+
+
+def test_a_database_that_stops_answering_is_given_up_at_the_deadline(
+    relay: tuple[Relay, str],
+) -> None:
+    proxy, url = relay
+    db = PgConnection(url, deadline_s=1.0)
+    assert db.query("SELECT 1") == [(1,)]
+    proxy.frozen.set()  # the host stops answering; the connection stays open
+    outcome: list[BaseException | list[Any]] = []
+
+    def ask() -> None:
+        try:
+            outcome.append(db.query("SELECT 2"))
+        except BaseException as exc:  # (what the caller got, whatever it was)
+            outcome.append(exc)
+
+    asker = threading.Thread(target=ask, daemon=True)
+    asker.start()
+    asker.join(30)  # (a bound for the test, not a timing assertion: without it, forever)
+    assert not asker.is_alive(), "the query still waits on a database that does not answer"
+    (error,) = outcome
+    assert isinstance(error, Unavailable) and "did not answer within 1 s" in str(error)
+    assert not db.lock.locked()  # freed for the next caller
+    proxy.frozen.clear()
+    assert db.query("SELECT 3") == [(3,)]  # the next call connects afresh
+    db.close()
+
+
+def test_a_caller_behind_a_stuck_one_gives_up_instead_of_queueing(pg_url: str) -> None:
+    db = PgConnection(pg_url, deadline_s=0.2)
+    db.lock.acquire()  # (a call stuck on the connection holds it)
+    try:
+        with pytest.raises(Unavailable, match=r"has not answered for 0\.2 s"):
+            db.query("SELECT 1")
+    finally:
+        db.lock.release()
+    assert db.query("SELECT 1") == [(1,)]
+    db.close()
 
 
 def test_arena(pg_url: str) -> None:
